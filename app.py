@@ -1,0 +1,22 @@
+"""reparam-lab: a live, hands-on lecture on VAEs and the reparameterization trick. Run: streamlit run app.py"""
+
+import pandas  # noqa: F401  - imported before any session starts: plotly can hit a half-imported pandas
+import streamlit as st
+
+from vae.job import warm_up
+
+st.set_page_config(page_title="reparam-lab", page_icon=":material/school:", layout="wide")
+
+
+@st.cache_resource(show_spinner="Warming up PyTorch…")
+def _warm_up_once() -> bool:
+    warm_up()  # the first optimiser imports slow machinery: pay for it now, not on the first click
+    return True
+
+
+_warm_up_once()
+pages = [
+    st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+]
+st.navigation(pages).run()

@@ -1,0 +1,64 @@
+"""Lecture: the argument in formulas, and the SGD pseudocode following the live training job."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._session import current_job
+
+st.title("The ELBO and the reparameterization trick")
+st.markdown("A VAE is trained by maximising a lower bound on log p(x). Read the argument here; "
+            "the **Train** page shows every quantity in it moving.")
+
+
+def elbo_section() -> None:
+    st.subheader("1 · The evidence lower bound")
+    st.latex(r"\mathcal{L}(\theta,\phi;x) = \mathbb{E}_{q_\phi(z\mid x)}\big[\log p_\theta(x\mid z)\big]"
+             r" - \mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p(z)\big) \;\le\; \log p_\theta(x)")
+    st.markdown("The first term rewards reconstructing x from z; the second keeps q close to the prior "
+                "p(z) = N(0, I). Both are measured in **nats per example** on the Train page.")
+    st.page_link("pages/train.py", label="See both terms trade off while a VAE trains", icon=":material/show_chart:")
+
+
+def gradient_section() -> None:
+    st.subheader("2 · Why ∇φ cannot go inside the expectation")
+    st.latex(r"\nabla_\theta\, \mathbb{E}_{q_\phi}[f_\theta(z)] = \mathbb{E}_{q_\phi}[\nabla_\theta f_\theta(z)]"
+             r"\qquad\text{but}\qquad \nabla_\phi\, \mathbb{E}_{q_\phi}[f(z)] = \nabla_\phi \int q_\phi(z) f(z)\,dz"
+             r"\;\ne\; \mathbb{E}_{q_\phi}[\nabla_\phi f(z)]")
+    st.markdown("The distribution we sample from depends on φ, so sampling z blocks the gradient.")
+    st.subheader("3 · The trick: move the randomness outside")
+    st.latex(r"z = \mu_\phi(x) + \sigma_\phi(x)\odot\varepsilon,\quad \varepsilon\sim\mathcal N(0, I)"
+             r"\quad\Rightarrow\quad \nabla_\phi\,\mathbb{E}_{q_\phi}[f(z)] = "
+             r"\mathbb{E}_{\varepsilon}\big[\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon)\big]"
+             r"\approx \frac1K\sum_{k=1}^{K}\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon_k)")
+
+
+PSEUDOCODE = [
+    "initialise θ, φ",
+    "repeat",
+    "    x ← a random minibatch of the data",
+    "    ε ← samples of N(0, I), one per example",
+    "    z ← μ_φ(x) + σ_φ(x) ⊙ ε",
+    "    L ← mean of log p_θ(x | z) − β · KL(q_φ(z | x) ‖ p(z))",
+    "    g ← ∇_{θ,φ} L   (backpropagation through z)",
+    "    θ, φ ← update with g (Adam)",
+    "until converged",
+]
+
+
+@st.fragment(run_every=1.0)
+def pseudocode_section() -> None:
+    st.subheader("4 · Training by stochastic gradient ascent")
+    st.code("\n".join(PSEUDOCODE), language=None)
+    job = current_job()
+    if job is None:
+        st.caption("No model is training yet: start one on the Train page and this loop's counters move here.")
+        return
+    snap = job.snapshot()
+    latest = f"latest minibatch ELBO {snap.train['elbo'][-1]:.2f} nats" if len(snap.train["step"]) else ""
+    st.markdown(f"**Live:** {snap.status_line}" + (f" · {latest}" if latest else ""))
+
+
+elbo_section()
+gradient_section()
+pseudocode_section()

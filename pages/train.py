@@ -1,0 +1,186 @@
+"""Train: configure a VAE, start it, and watch the ELBO and its two terms move while it trains."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from pages._session import cached_dataset, current_job, remember_widgets, restore_widgets, start_new_job
+from vae.config import DEVICES, LIKELIHOODS, PRESET_LABELS, TrainConfig, preset_config, reference_test_loss
+from vae.data import DATASET_NAMES, DataError, Dataset, load_npz
+from vae.figures import held_out_data, held_out_spec, image_grid, training_curves_data, training_curves_spec
+from vae.job import JobStatus, TrainingJob
+from vae.model import reconstruct, sample_prior
+
+DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
+                  "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
+WIDGETS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed", "kl_warmup_epochs",
+           "likelihood", "device")
+PREFIX = "train:"
+
+
+def key(name: str) -> str:
+    return PREFIX + name
+
+
+def preset_values(name: str) -> dict:
+    """Widget key -> value for a preset (the config dataclass is the one source of defaults)."""
+    config = preset_config(name)
+    values = {"preset": name, "dataset": config.dataset, "latent_dim": config.model.latent_dim,
+              "beta": config.beta, "lr": config.lr, "batch_size": config.batch_size, "epochs": config.epochs,
+              "seed": config.seed, "kl_warmup_epochs": config.kl_warmup_epochs,
+              "likelihood": config.model.likelihood, "device": config.device}
+    return {key(name): value for name, value in values.items()}
+
+
+def load_preset_into_widgets() -> None:
+    """A callback, so it runs before the widgets are drawn."""
+    st.session_state.update(preset_values(st.session_state[key("preset")]))
+
+
+def config_from_widgets() -> TrainConfig:
+    values = {name: st.session_state[key(name)] for name in WIDGETS}
+    return preset_config(st.session_state[key("preset")]).replace(**values)
+
+
+def settings() -> None:
+    """The controls a teacher needs in front; the rest in an expander."""
+    defaults = preset_values("digits")
+    restore_widgets(list(defaults), defaults)
+    st.subheader("Which model, on which data?")
+    columns = st.columns([3, 3, 2, 2])
+    columns[0].selectbox("Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key=key("preset"),
+                         on_change=load_preset_into_widgets)
+    columns[1].selectbox("Dataset", [*DATASET_NAMES, "upload"], format_func=DATASET_LABELS.get, key=key("dataset"))
+    columns[2].slider("Latent dimension K", 1, 64, key=key("latent_dim"))
+    columns[3].number_input("β (KL weight)", 0.0, 10.0, step=0.1, key=key("beta"),
+                            help="The loss is −(E_q[log p(x|z)] − β·KL). β = 1 is the ELBO.")
+    with st.expander("More settings"):
+        columns = st.columns(4)
+        columns[0].number_input("Learning rate (Adam)", 1e-5, 1.0, format="%.0e", step=1e-4, key=key("lr"))
+        columns[1].number_input("Batch size", 1, 4096, key=key("batch_size"))
+        columns[2].number_input("Epochs", 1, 10_000, key=key("epochs"))
+        columns[3].number_input("Seed", 0, 2**31 - 1, key=key("seed"))
+        columns = st.columns(4)
+        columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, step=1.0, key=key("kl_warmup_epochs"),
+                                help="β ramps linearly from 0 over this many epochs.")
+        columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, key=key("likelihood"))
+        devices = [d for d in DEVICES if d != "cuda" or torch.cuda.is_available()]
+        columns[2].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
+        st.file_uploader("Your own data (.npz with x_train, x_test; optional y_train, y_test)", type=["npz"],
+                         key=key("upload"))
+    remember_widgets(list(defaults))
+
+
+def chosen_dataset() -> Dataset | None:
+    """The dataset the settings name, or None with a sentence in the page saying what is wrong."""
+    name = st.session_state[key("dataset")]
+    if name != "upload":
+        return cached_dataset(name)
+    upload = st.session_state.get(key("upload"))
+    if upload is None:
+        st.warning("Choose a .npz file under *More settings* first, or pick another dataset.")
+        return None
+    try:
+        return load_npz(upload)
+    except DataError as error:
+        st.error(f"That file was refused: {error}")
+        return None
+
+
+def start() -> bool:
+    """Start a new job from the settings; False (with a sentence in the page) when the data is refused."""
+    dataset = chosen_dataset()
+    if dataset is None:
+        return False
+    return start_new_job(config_from_widgets(), dataset) is not None
+
+
+def controls(job: TrainingJob | None) -> None:
+    """Start, Pause/Resume, Step, Stop in one row, with the counter in large type."""
+    snap = job.snapshot() if job else None
+    status = snap.status if snap else None
+    columns = st.columns([1.2, 1.2, 1, 1, 3.6])
+    if columns[0].button("Start", type="primary", icon=":material/play_arrow:", width="stretch",
+                         help="Train a new model with these settings (replaces the current run)."):
+        if start():
+            st.rerun()
+    if status == JobStatus.PAUSED:
+        columns[1].button("Resume", icon=":material/resume:", width="stretch", on_click=job.resume)
+    else:
+        columns[1].button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
+                          on_click=job.pause if job else None)
+    columns[2].button("Step", icon=":material/skip_next:", width="stretch", disabled=not (snap and snap.is_alive),
+                      on_click=job.step if job else None, help="One minibatch, then pause: SGD one step at a time.")
+    columns[3].button("Stop", icon=":material/stop:", width="stretch", disabled=not (snap and snap.is_alive),
+                      on_click=job.stop if job else None)
+    st.session_state["train:rendered_status"] = status
+
+
+@st.fragment(run_every=0.5)
+def live_view() -> None:
+    """Redrawn twice a second without rerunning the page; widgets stay outside."""
+    job = current_job()
+    if job is None:
+        st.info("Press **Start** to train. The curves, reconstructions and samples appear here as it learns.")
+        return
+    snap = job.snapshot()
+    if snap.status != st.session_state.get("train:rendered_status"):
+        st.rerun(scope="app")  # buttons outside this fragment must follow the new status
+    counter(snap)
+    if job.dataset.notice:  # e.g. offline: the download failed and the bundled digits stand in
+        st.warning(job.dataset.notice, icon=":material/wifi_off:")
+    curves(snap)
+    pictures(job)
+
+
+def counter(snap) -> None:
+    left, right = st.columns([1, 3])
+    left.metric("Epoch", f"{snap.epoch} / {snap.epochs}")
+    right.markdown(f"#### {snap.status_line}")
+    right.progress(snap.progress)
+    if snap.diverged:
+        st.warning(snap.message, icon=":material/warning:")
+    elif snap.status == JobStatus.FAILED:
+        st.error(snap.message)
+
+
+def curves(snap) -> None:
+    left, right = st.columns(2)
+    left.vega_lite_chart(training_curves_data(snap.train), training_curves_spec(), theme=None,
+                         key="train:step_chart")
+    reference = reference_test_loss(snap.config)
+    right.vega_lite_chart(held_out_data(snap.held_out, reference), held_out_spec(), theme=None,
+                          key="train:epoch_chart")
+
+
+def pictures(job: TrainingJob) -> None:
+    model = job.model()
+    if model is None:
+        return
+    shape = job.config.model.input_shape
+    x = torch.as_tensor(job.dataset.x_test[:10])
+    left, right = st.columns(2)
+    originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape).numpy()
+    left.image(image_grid(originals_and_reconstructions, columns=10, pixel_size=48 // shape[0]),
+               caption="Top: held-out originals. Bottom: decoded from their μ(x).", width="stretch",
+               output_format="PNG")
+    samples = sample_prior(model, 20).reshape(-1, *shape).numpy()
+    right.image(image_grid(samples, columns=10, pixel_size=48 // shape[0]),
+                caption="Samples: the decoder applied to 20 fixed draws z ~ N(0, I).", width="stretch",
+                output_format="PNG")
+
+
+def download(job: TrainingJob | None) -> None:
+    if job is not None:
+        st.download_button("Download checkpoint (.safetensors)", data=job.checkpoint, file_name="vae.safetensors",
+                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+
+
+st.title("Train a VAE")
+st.markdown("Press **Start** and watch the **ELBO** climb: the **reconstruction** term rises while the "
+            "**KL** term grows to pay for the information the latent code carries.")
+settings()
+controls(current_job())
+live_view()
+download(current_job())

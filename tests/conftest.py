@@ -1,0 +1,30 @@
+"""Shared fixtures: a small slice of the bundled digits keeps job tests to fractions of a second."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from vae.config import ModelConfig, TrainConfig
+from vae.data import Dataset, load_digits_dataset
+
+
+@pytest.fixture(scope="session")
+def digits() -> Dataset:
+    return load_digits_dataset()
+
+
+@pytest.fixture(scope="session")
+def small_digits(digits: Dataset) -> Dataset:
+    """256 training and 128 held-out digits."""
+    return dataclasses.replace(
+        digits, x_train=digits.x_train[:256], y_train=digits.y_train[:256],
+        x_test=digits.x_test[:128], y_test=digits.y_test[:128],
+    )
+
+
+@pytest.fixture
+def small_config() -> TrainConfig:
+    return TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2), epochs=3, batch_size=32, lr=3e-3,
+                       device="cpu")

@@ -1,0 +1,70 @@
+"""AppTest of the Train page (and the Lecture page beside it): it renders, starts, survives a page switch."""
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from vae.job import JobStatus
+
+
+@pytest.fixture
+def app():
+    st.cache_resource.clear()  # AppTest's session id is constant: start every test from a clean process cache
+    at = AppTest.from_file("../app.py", default_timeout=60)
+    at.run()
+    assert not at.exception
+    yield at
+    job = at.session_state["training_job"] if "training_job" in at.session_state else None
+    if job is not None:
+        job.stop()
+        job.join(timeout=10)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_train_page_opens_ready_to_start(app):
+    assert app.title[0].value == "Train a VAE"
+    assert [s.label for s in app.selectbox][:2] == ["Preset", "Dataset"]
+    assert any("Press **Start**" in i.value for i in app.info)
+    assert button(app, "Pause").disabled and button(app, "Stop").disabled
+
+
+def test_start_trains_and_the_charts_fill(app):
+    app.session_state["train:epochs"] = 2
+    button(app, "Start").click().run()
+    job = app.session_state["training_job"]
+    job.wait_until(lambda s: s.status == JobStatus.FINISHED, timeout=60)
+    app.run()
+    assert not app.exception
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 2
+    assert len(app.get("image")) == 2  # reconstructions and prior samples
+    assert any("Finished" in m.value for m in app.markdown)
+
+
+def test_training_continues_across_page_switches(app):
+    app.session_state["train:epochs"] = 10_000
+    app.session_state["train:latent_dim"] = 3
+    button(app, "Start").click().run()
+    job = app.session_state["training_job"]
+    step_before = job.wait_until(lambda s: s.step > 5).step
+    app.switch_page("pages/lecture.py").run()
+    assert not app.exception
+    assert app.title[0].value.startswith("The ELBO")
+    assert job.wait_until(lambda s: s.step > step_before + 20).status == JobStatus.RUNNING
+    app.switch_page("pages/train.py").run()
+    assert app.session_state["training_job"] is job
+    assert app.session_state["train:latent_dim"] == 3  # settings survive the visit
+    assert button(app, "Pause").disabled is False
+    button(app, "Pause").click().run()
+    assert job.wait_until(lambda s: s.status == JobStatus.PAUSED).status == JobStatus.PAUSED
+
+
+def test_a_bad_upload_is_refused_in_a_sentence(app, tmp_path):
+    app.session_state["train:dataset"] = "upload"
+    button(app, "Start").click().run()
+    assert not app.exception
+    assert any("Choose a .npz file" in w.value for w in app.warning)
+    assert "training_job" not in app.session_state

@@ -1,0 +1,456 @@
+"""A training run in a background thread that a UI polls: start, pause, resume, step, stop, snapshot.
+
+The thread owns the model, the optimiser and a private random generator. Everything another thread
+may read (status, metrics history) sits behind one lock; the job never calls Streamlit. Metrics stay on
+the training device and are read back every `sync_every` steps, so a GPU is never synchronised per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import torch
+
+from vae.checkpoints import checkpoint_bytes
+from vae.config import TrainConfig
+from vae.data import Dataset, load_dataset
+from vae.elbo import ElboTerms, elbo_terms, training_loss
+from vae.model import VAE, build_model
+
+MAX_ACTIVE_JOBS = 4  # threads alive at once in this process: 2 cores cannot serve more usefully
+_active_jobs = threading.BoundedSemaphore(MAX_ACTIVE_JOBS)
+
+TRAIN_METRICS = ("elbo", "reconstruction", "kl", "grad_norm")
+
+
+class JobStatus(StrEnum):
+    IDLE = "idle"  # built, not started
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"  # ran all its epochs
+    STOPPED = "stopped"
+    FAILED = "failed"  # an unexpected error; the message says which
+
+
+class JobLimitError(RuntimeError):
+    """Too many trainings are alive in this process."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks the GPU when one is present."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("No CUDA GPU is available here; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def warm_up() -> None:
+    """Build one optimiser now: the first import of its machinery takes seconds, better at start-up."""
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3).step()
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """Held-out ELBO terms after an epoch, nats per example."""
+
+    epoch: int
+    elbo: float
+    reconstruction: float
+    kl: float
+
+
+class MetricHistory:
+    """Per-step metrics with bounded memory: when full, every other point is dropped and the stride doubles,
+    so an hour-long run keeps an evenly thinned curve of at most `capacity` points."""
+
+    def __init__(self, names: tuple[str, ...], capacity: int = 4000) -> None:
+        self.names, self.capacity, self.stride = names, capacity, 1
+        self._steps: list[int] = []
+        self._rows: list[np.ndarray] = []
+
+    def extend(self, first_step: int, rows: np.ndarray) -> None:
+        """Append rows (n, len(names)) for steps first_step, first_step + 1, ..."""
+        for offset, row in enumerate(rows):
+            step = first_step + offset
+            if step % self.stride == 0:
+                self._steps.append(step)
+                self._rows.append(row)
+            if len(self._steps) > self.capacity:
+                self._thin()
+
+    def _thin(self) -> None:
+        self.stride *= 2
+        kept = [i for i, step in enumerate(self._steps) if step % self.stride == 0]
+        self._steps = [self._steps[i] for i in kept]
+        self._rows = [self._rows[i] for i in kept]
+
+    def truncate(self, last_step: int) -> None:
+        """Forget points after `last_step` (after a rewind to good weights)."""
+        while self._steps and self._steps[-1] > last_step:
+            self._steps.pop()
+            self._rows.pop()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        rows = np.array(self._rows, dtype=np.float64).reshape(-1, len(self.names))
+        return {"step": np.array(self._steps, dtype=np.int64), **{n: rows[:, i] for i, n in enumerate(self.names)}}
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent copy of a job's state, safe to read from any thread."""
+
+    status: JobStatus
+    message: str
+    step: int
+    epoch: int  # completed epochs
+    epochs: int
+    steps_per_epoch: int
+    steps_per_second: float
+    device: str
+    train: dict[str, np.ndarray]  # "step" and TRAIN_METRICS, per step (thinned)
+    held_out: tuple[EpochMetrics, ...]
+    config: TrainConfig
+    learning_rate: float
+    diverged: bool  # paused by the NaN guard, on restored weights
+
+    @property
+    def is_alive(self) -> bool:
+        return self.status in (JobStatus.IDLE, JobStatus.RUNNING, JobStatus.PAUSED)
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / max(1, self.epochs * self.steps_per_epoch))
+
+    @property
+    def status_line(self) -> str:
+        """One line for a UI: status, device, epoch, step and speed."""
+        parts = [self.status.value.capitalize(), f"on {self.device}", f"epoch {self.epoch}/{self.epochs}",
+                 f"step {self.step:,}"]
+        if self.status == JobStatus.RUNNING and self.steps_per_second:
+            parts.append(f"{self.steps_per_second:,.0f} steps/s")
+        return " · ".join(parts)
+
+
+class TrainingJob:
+    """Public face of a training run. Dropping the last reference stops its thread (a closed browser tab
+    must not leave a thread training forever)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: Dataset | None = None,
+        *,
+        num_threads: int | None = 1,
+        sync_every: int = 10,
+        history_capacity: int = 4000,
+    ) -> None:
+        config.validate()
+        dataset = dataset if dataset is not None else load_dataset(config.dataset)
+        # The data decides the input shape and the dataset name recorded in checkpoints.
+        self.config = config.replace(dataset=dataset.name, input_shape=tuple(dataset.image_shape))
+        self.dataset = dataset
+        self._worker = _Worker(self.config, dataset, num_threads, sync_every, history_capacity)
+        weakref.finalize(self, self._worker.request_stop)
+
+    def start(self, paused: bool = False) -> None:
+        """Start the thread (once). `JobLimitError` when too many trainings are alive in this process."""
+        self._worker.start(paused)
+
+    def pause(self) -> None:
+        self._worker.command(pause=True)
+
+    def resume(self) -> None:
+        self._worker.command(pause=False)
+
+    def step(self, count: int = 1) -> None:
+        """Run `count` minibatches, then stay paused (starts the job paused if needed)."""
+        if self._worker.thread is None:
+            self._worker.start(paused=True)
+        self._worker.command(pause=True, steps=count)
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Applied before the next step, e.g. after a divergence paused the run."""
+        self._worker.command(lr=lr)
+
+    def stop(self) -> None:
+        self._worker.request_stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True when it has."""
+        thread = self._worker.thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def wait_until(self, predicate, timeout: float = 30.0, poll: float = 0.01) -> JobSnapshot:
+        """Poll `snapshot()` until predicate(snapshot) holds; TimeoutError otherwise (for tests and the CLI)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            if predicate(snap):
+                return snap
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"The job did not get there in {timeout} s: {snap.status_line}.")
+            time.sleep(poll)
+
+    def snapshot(self) -> JobSnapshot:
+        return self._worker.snapshot()
+
+    def model(self) -> VAE | None:
+        """A CPU copy of the latest weights (None before the first step is prepared). Every page reads this."""
+        return self._worker.model_copy()
+
+    def checkpoint(self) -> bytes | None:
+        """The latest weights as checkpoint bytes, with the config and held-out metrics as metadata."""
+        model = self.model()
+        if model is None:
+            return None
+        return checkpoint_bytes(model, self.config, metrics_summary(self.snapshot()))
+
+
+class _Worker:
+    """The thread and everything it owns. Only `_run` and its helpers touch the model and optimiser."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, num_threads, sync_every, history_capacity) -> None:
+        self.config, self.dataset = config, dataset
+        self.num_threads, self.sync_every = num_threads, max(1, sync_every)
+        self.device = resolve_device(config.device)
+        self.thread: threading.Thread | None = None
+        self.steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
+        # Shared state, guarded by _cond's lock.
+        self._cond = threading.Condition()
+        self._status, self._message = JobStatus.IDLE, ""
+        self._want_pause = self._want_stop = False
+        self._pending_steps, self._new_lr = 0, None
+        self._lr, self._diverged = config.lr, False
+        self._history = MetricHistory(TRAIN_METRICS, history_capacity)
+        self._held_out: list[EpochMetrics] = []
+        self._published_step, self._steps_per_second = 0, 0.0
+        # The model lock is held while weights change, so a reader never copies half an update.
+        self._model_lock = threading.Lock()
+        self._model: VAE | None = None
+        self._model_copy: tuple[int, VAE] | None = None
+
+    # --- control, from any thread -------------------------------------------------------------
+    def start(self, paused: bool) -> None:
+        with self._cond:
+            if self.thread is not None:
+                return
+            if not _active_jobs.acquire(blocking=False):
+                raise JobLimitError(
+                    f"{MAX_ACTIVE_JOBS} trainings are already running on this server; stop one and try again."
+                )
+            self._want_pause = paused
+            self.thread = threading.Thread(target=self._run, name="vae-training", daemon=True)
+            self.thread.start()
+
+    def command(self, pause: bool | None = None, steps: int = 0, lr: float | None = None) -> None:
+        with self._cond:
+            if pause is not None:
+                self._want_pause = pause
+            self._pending_steps += steps
+            self._new_lr = lr if lr is not None else self._new_lr
+            self._cond.notify_all()
+
+    def request_stop(self) -> None:
+        with self._cond:
+            self._want_stop = True
+            self._cond.notify_all()
+
+    def snapshot(self) -> JobSnapshot:
+        with self._cond:
+            return JobSnapshot(
+                status=self._status,
+                message=self._message,
+                step=self._published_step,
+                epoch=len(self._held_out),
+                epochs=self.config.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                steps_per_second=self._steps_per_second,
+                device=str(self.device),
+                train=self._history.arrays(),
+                held_out=tuple(self._held_out),
+                config=self.config,
+                learning_rate=self._lr,
+                diverged=self._diverged,
+            )
+
+    def model_copy(self) -> VAE | None:
+        with self._model_lock:
+            if self._model is None:
+                return None
+            if self._model_copy is None or self._model_copy[0] != self._step:
+                model = VAE(self.config.model)
+                model.load_state_dict({k: v.to("cpu") for k, v in self._model.state_dict().items()})
+                self._model_copy = (self._step, model.eval().requires_grad_(False))
+            return self._model_copy[1]
+
+    # --- the thread -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.num_threads:
+                torch.set_num_threads(self.num_threads)  # per OS thread: leaves a core for the server
+            self._prepare()
+            while self._next_action():
+                self._train_step()
+                if self._step % self.steps_per_epoch == 0:
+                    self._end_epoch()
+                    if len(self._held_out) >= self.config.epochs:
+                        self._set_status(JobStatus.FINISHED, f"Finished {self.config.epochs} epochs.")
+                        return
+            self._flush()
+            self._set_status(JobStatus.STOPPED, f"Stopped at step {self._step}.")
+        except Exception as error:  # noqa: BLE001 - reported in the status, never lost in a dead thread
+            self._set_status(JobStatus.FAILED, f"Training failed: {type(error).__name__}: {error}")
+        finally:
+            _active_jobs.release()
+
+    def _prepare(self) -> None:
+        config, device = self.config, self.device
+        self._generator = torch.Generator(device=device).manual_seed(config.seed)
+        # The whole dataset lives on the device: a minibatch is an index slice, no DataLoader.
+        self._x_train = torch.as_tensor(self.dataset.x_train, device=device)
+        self._x_test = torch.as_tensor(self.dataset.x_test, device=device)
+        model = build_model(config.model, config.seed).to(device)
+        self._optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self._step, self._first_unflushed = 0, 1
+        self._pending: list[torch.Tensor] = []
+        self._rate_clock = (time.perf_counter(), 0)
+        with self._model_lock:
+            self._model = model
+        self._save_good_state()
+
+    def _next_action(self) -> bool:
+        """Block while paused; True to take one more step, False to stop."""
+        while True:
+            with self._cond:
+                self._apply_new_lr()
+                if self._want_stop:
+                    return False
+                if self._pending_steps:
+                    self._pending_steps -= 1
+                    self._single_step = True
+                    return True
+                if not self._want_pause:
+                    self._single_step = False
+                    if self._status != JobStatus.RUNNING:
+                        self._status, self._message, self._diverged = JobStatus.RUNNING, "", False
+                        self._rate_clock = (time.perf_counter(), self._step)
+                    return True
+            self._flush()  # make everything up to the pause visible before sleeping
+            with self._cond:
+                if self._want_pause and not self._pending_steps and not self._want_stop:
+                    if self._status != JobStatus.PAUSED:
+                        self._status = JobStatus.PAUSED
+                        self._message = self._message or f"Paused at step {self._step}."
+                    self._cond.wait()
+
+    def _apply_new_lr(self) -> None:
+        if self._new_lr is not None:
+            for group in self._optimizer.param_groups:
+                group["lr"] = self._new_lr
+            self._lr, self._new_lr = self._new_lr, None
+
+    def _beta(self) -> float:
+        warmup_steps = self.config.kl_warmup_epochs * self.steps_per_epoch
+        ramp = min(1.0, self._step / warmup_steps) if warmup_steps > 0 else 1.0
+        return self.config.beta * ramp
+
+    def _train_step(self) -> None:
+        """One SGD step on one minibatch; metrics stay on the device until the next flush."""
+        position = self._step % self.steps_per_epoch
+        if position == 0:
+            self._order = torch.randperm(len(self._x_train), generator=self._generator, device=self.device)
+        batch = self._x_train[self._order[position * self.config.batch_size : (position + 1) * self.config.batch_size]]
+        with self._model_lock:
+            terms = elbo_terms(self._model, batch, self._generator)
+            loss = training_loss(terms, self._beta())
+            self._optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self._model.parameters()])
+            self._optimizer.step()
+            self._step += 1
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        row = [terms.elbo.mean(), terms.reconstruction.mean(), terms.kl.mean(), grad_norm, finite]
+        self._pending.append(torch.stack(row).detach())  # (5,), still on the device
+        if len(self._pending) >= self.sync_every or self._single_step:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Read pending metrics back (one device sync); rewind to the last good weights if any were not finite."""
+        if not self._pending:
+            return
+        rows = torch.stack(self._pending).cpu().numpy()  # (n, 5)
+        self._pending.clear()
+        first = self._first_unflushed
+        self._first_unflushed = self._step + 1
+        bad = np.flatnonzero(rows[:, -1] == 0)
+        if bad.size:
+            self._rewind(first + int(bad[0]))
+            return
+        self._save_good_state()
+        now = time.perf_counter()
+        started, step_then = self._rate_clock
+        with self._cond:
+            self._history.extend(first, rows[:, :-1])
+            self._published_step = self._step
+            if now > started and self._step > step_then:
+                self._steps_per_second = (self._step - step_then) / (now - started)
+        self._rate_clock = (now, self._step)
+
+    def _save_good_state(self) -> None:
+        with self._model_lock:
+            weights = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        self._good = (self._step, weights, copy.deepcopy(self._optimizer.state_dict()))
+
+    def _rewind(self, bad_step: int) -> None:
+        """Divergence: restore the weights and optimiser state of the last good flush, then pause."""
+        good_step, weights, optimizer_state = self._good
+        with self._model_lock:
+            self._model.load_state_dict(weights)
+            self._optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+            self._step = good_step
+        self._first_unflushed = good_step + 1
+        message = (
+            f"The loss or its gradient became NaN or infinite at step {bad_step}. The weights from step "
+            f"{good_step} were restored and training paused: lower the learning rate, then resume."
+        )
+        with self._cond:
+            self._history.truncate(good_step)
+            self._published_step = good_step
+            self._want_pause, self._pending_steps = True, 0
+            self._status, self._message, self._diverged = JobStatus.PAUSED, message, True
+
+    @torch.no_grad()
+    def _end_epoch(self) -> None:
+        self._flush()
+        if self._step // self.steps_per_epoch <= len(self._held_out):  # a rewind undid this epoch's end
+            return
+        # Fixed noise for evaluation, so held-out numbers do not consume or depend on the training draws.
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        totals = torch.zeros(3, device=self.device)
+        with self._model_lock:
+            for batch in torch.split(self._x_test, 1024):
+                terms: ElboTerms = elbo_terms(self._model, batch, generator)
+                totals += torch.stack([terms.elbo.sum(), terms.reconstruction.sum(), terms.kl.sum()])
+        elbo, reconstruction, kl = (totals / len(self._x_test)).tolist()
+        with self._cond:
+            self._held_out.append(EpochMetrics(len(self._held_out) + 1, elbo, reconstruction, kl))
+
+    def _set_status(self, status: JobStatus, message: str) -> None:
+        with self._cond:
+            self._status, self._message = status, message
+
+
+def metrics_summary(snapshot: JobSnapshot) -> dict[str, Any]:
+    """Per-epoch held-out metrics as plain data (the CLI's JSON and checkpoint metadata)."""
+    return {"step": snapshot.step, "epoch": snapshot.epoch, "held_out": [vars(m) for m in snapshot.held_out]}

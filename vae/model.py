@@ -1,0 +1,91 @@
+"""The VAE: an MLP encoder q_phi(z|x) = N(loc(x), scale(x)^2) and an MLP decoder p_theta(x|z)."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Independent, Normal
+
+from vae.config import ModelConfig
+
+# nn.Linear initialises from the global RNG, which every thread shares: build models one at a time.
+_INIT_LOCK = threading.Lock()
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class VAE(nn.Module):
+    """Encoder -> (loc, scale) -> z -> decoder -> parameters of p(x|z), as in pytorch/examples' VAE."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        hidden = list(config.hidden_sizes)
+        self.encoder = nn.Sequential(mlp([config.input_dim, *hidden]), nn.ReLU())
+        self.to_loc = nn.Linear(hidden[-1], config.latent_dim)
+        # log sigma^2, as in the reference example: scale = exp(log_var / 2) is positive by construction.
+        self.to_log_var = nn.Linear(hidden[-1], config.latent_dim)
+        self.decoder = mlp([config.latent_dim, *reversed(hidden), config.input_dim])
+        if config.likelihood == "gaussian":
+            self.log_scale_x = nn.Parameter(torch.zeros(()))  # one learned pixel noise level
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, D) -> loc (B, K), scale (B, K) of q(z|x)."""
+        hidden = self.encoder(x)  # (B, H)
+        return self.to_loc(hidden), torch.exp(0.5 * self.to_log_var(hidden))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, K) -> decoder output (B, D): Bernoulli logits, or the Gaussian mean before a sigmoid."""
+        return self.decoder(z)
+
+    def likelihood(self, decoded: torch.Tensor) -> torch.distributions.Distribution:
+        """p(x|z) as a distribution over the D pixels of each example."""
+        # No argument validation: it syncs with the device every call, and Bernoulli's would refuse grey pixels
+        # (its log_prob is the cross-entropy, which is what we want for x in [0, 1]).
+        if self.config.likelihood == "bernoulli":
+            return Independent(Bernoulli(logits=decoded, validate_args=False), 1)
+        return Independent(Normal(torch.sigmoid(decoded), self.log_scale_x.exp(), validate_args=False), 1)
+
+    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The expected pixel values under p(x|z), in [0, 1], for pictures."""
+        return torch.sigmoid(decoded)
+
+    def prior(self, device: torch.device | str = "cpu") -> torch.distributions.Distribution:
+        """p(z) = N(0, I)."""
+        zeros = torch.zeros(self.config.latent_dim, device=device)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+
+def build_model(config: ModelConfig, seed: int) -> VAE:
+    """A freshly initialised VAE; the same seed gives the same weights even with other threads training."""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VAE(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """Decode each x from its posterior mean mu(x): (B, D) -> (B, D) pixel means, noise-free for pictures."""
+    loc, _ = model.encode(x)
+    return model.mean_image(model.decode(loc))
+
+
+@torch.no_grad()
+def sample_prior(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
+    """Decode `count` fixed draws z ~ N(0, I): the same seed gives the same z, so a grid evolves smoothly."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, model.config.latent_dim, generator=generator)  # (count, K)
+    return model.mean_image(model.decode(z))
