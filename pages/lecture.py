@@ -22,13 +22,15 @@ def elbo_section() -> None:
 
 def gradient_section() -> None:
     st.subheader("2 · Why ∇φ cannot go inside the expectation")
-    st.latex(r"\nabla_\theta\, \mathbb{E}_{q_\phi}[f_\theta(z)] = \mathbb{E}_{q_\phi}[\nabla_\theta f_\theta(z)]"
-             r"\qquad\text{but}\qquad \nabla_\phi\, \mathbb{E}_{q_\phi}[f(z)] = \nabla_\phi \int q_\phi(z) f(z)\,dz"
+    st.latex(r"\nabla_\theta\, \mathbb{E}_{q_\phi}[f_\theta(z)] = \mathbb{E}_{q_\phi}[\nabla_\theta f_\theta(z)]")
+    st.markdown("but")
+    st.latex(r"\nabla_\phi\, \mathbb{E}_{q_\phi}[f(z)] = \nabla_\phi \int q_\phi(z) f(z)\,dz"
              r"\;\ne\; \mathbb{E}_{q_\phi}[\nabla_\phi f(z)]")
     st.markdown("The distribution we sample from depends on φ, so sampling z blocks the gradient.")
     st.subheader("3 · The trick: move the randomness outside")
-    st.latex(r"z = \mu_\phi(x) + \sigma_\phi(x)\odot\varepsilon,\quad \varepsilon\sim\mathcal N(0, I)"
-             r"\quad\Rightarrow\quad \nabla_\phi\,\mathbb{E}_{q_\phi}[f(z)] = "
+    st.latex(r"z = \mu_\phi(x) + \sigma_\phi(x)\odot\varepsilon,\qquad \varepsilon\sim\mathcal N(0, I)")
+    st.markdown("so the expectation is over ε, which does not depend on φ, and the gradient goes inside:")
+    st.latex(r"\nabla_\phi\,\mathbb{E}_{q_\phi}[f(z)] = "
              r"\mathbb{E}_{\varepsilon}\big[\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon)\big]"
              r"\approx \frac1K\sum_{k=1}^{K}\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon_k)")
 

@@ -8,7 +8,7 @@ import torch
 from pages._session import cached_dataset, current_job, remember_widgets, restore_widgets, start_new_job
 from vae.config import DEVICES, LIKELIHOODS, PRESET_LABELS, TrainConfig, preset_config, reference_test_loss
 from vae.data import DATASET_NAMES, DataError, Dataset, load_npz
-from vae.figures import held_out_data, held_out_spec, image_grid, training_curves_data, training_curves_spec
+from vae.figures import coloured, held_out_data, held_out_spec, image_grid, training_curves_data, training_curves_spec
 from vae.job import JobStatus, TrainingJob
 from vae.model import reconstruct, sample_prior
 
@@ -146,12 +146,15 @@ def counter(snap) -> None:
 
 
 def curves(snap) -> None:
+    """Drag to pan, scroll to zoom; the refresh keeps both (the data changes in place)."""
     left, right = st.columns(2)
+    left.markdown("##### Training minibatches, per SGD step")
     left.vega_lite_chart(training_curves_data(snap.train), training_curves_spec(), theme=None,
                          key="train:step_chart")
     reference = reference_test_loss(snap.config)
-    right.vega_lite_chart(held_out_data(snap.held_out, reference), held_out_spec(), theme=None,
-                          key="train:epoch_chart")
+    right.markdown("##### Held-out data, per epoch" + (" (dashed: the published run)" if reference else ""))
+    right.vega_lite_chart(held_out_data(snap.held_out, reference), held_out_spec(reference is not None),
+                          theme=None, key="train:epoch_chart")
 
 
 def pictures(job: TrainingJob) -> None:
@@ -178,8 +181,10 @@ def download(job: TrainingJob | None) -> None:
 
 
 st.title("Train a VAE")
-st.markdown("Press **Start** and watch the **ELBO** climb: the **reconstruction** term rises while the "
-            "**KL** term grows to pay for the information the latent code carries.")
+st.markdown(f"Press **Start** and watch the {coloured('elbo', 'ELBO')} climb: the "
+            f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises while the "
+            f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) grows to pay for the information the latent code "
+            "carries. All in nats per example.", unsafe_allow_html=True)
 settings()
 controls(current_job())
 live_view()
