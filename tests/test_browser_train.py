@@ -1,10 +1,12 @@
 """In Chromium, as a person would: press Start, see the chart grow in place, switch page and back."""
 
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.browser import browser_page, screenshot, serve_app, wait_for_idle
+from vae.checkpoints import load_checkpoint
 
 STATUS = re.compile(r"(Running|Paused|Finished) · on \w+ · epoch (\d+)/(\d+) · step ([\d,]+)")
 
@@ -55,3 +57,8 @@ def test_start_grow_switch_page_and_back(app_url):
         page.get_by_role("button", name="Pause").click()
         page.locator("h4").filter(has_text="Paused").wait_for(timeout=10_000)
         screenshot(page, "train-paused")
+
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download checkpoint").click()
+        checkpoint = load_checkpoint(Path(download.value.path()))
+        assert checkpoint.config.dataset == "digits" and checkpoint.metrics["step"] > 0
