@@ -19,4 +19,4 @@ pages = [
     st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
 ]
-st.navigation(pages).run()
+st.navigation(pages, position="top").run()  # the sidebar would take a third of a projector

@@ -13,8 +13,9 @@ st.markdown("A VAE is trained by maximising a lower bound on log p(x). Read the 
 
 def elbo_section() -> None:
     st.subheader("1 · The evidence lower bound")
-    st.latex(r"\mathcal{L}(\theta,\phi;x) = \mathbb{E}_{q_\phi(z\mid x)}\big[\log p_\theta(x\mid z)\big]"
-             r" - \mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p(z)\big) \;\le\; \log p_\theta(x)")
+    st.latex(r"\begin{aligned}\mathcal{L}(\theta,\phi;x) &= "
+             r"\mathbb{E}_{q_\phi(z\mid x)}\big[\log p_\theta(x\mid z)\big] "
+             r"- \mathrm{KL}\big(q_\phi(z\mid x)\,\|\,p(z)\big) \\ &\le \log p_\theta(x)\end{aligned}")
     st.markdown("The first term rewards reconstructing x from z; the second keeps q close to the prior "
                 "p(z) = N(0, I). Both are measured in **nats per example** on the Train page.")
     st.page_link("pages/train.py", label="See both terms trade off while a VAE trains", icon=":material/show_chart:")
@@ -29,10 +30,12 @@ def gradient_section() -> None:
     st.markdown("The distribution we sample from depends on φ, so sampling z blocks the gradient.")
     st.subheader("3 · The trick: move the randomness outside")
     st.latex(r"z = \mu_\phi(x) + \sigma_\phi(x)\odot\varepsilon,\qquad \varepsilon\sim\mathcal N(0, I)")
-    st.markdown("so the expectation is over ε, which does not depend on φ, and the gradient goes inside:")
-    st.latex(r"\nabla_\phi\,\mathbb{E}_{q_\phi}[f(z)] = "
-             r"\mathbb{E}_{\varepsilon}\big[\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon)\big]"
-             r"\approx \frac1K\sum_{k=1}^{K}\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon_k)")
+    st.markdown("so the expectation is over ε, which does not depend on φ, and the gradient goes inside; "
+                "with K samples of ε:")
+    st.latex(r"\begin{aligned}\nabla_\phi\,\mathbb{E}_{q_\phi}[f(z)] &= "
+             r"\mathbb{E}_{\varepsilon}\big[\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon)\big] \\"
+             r"&\approx \frac1K\sum_{k=1}^{K}\nabla_\phi f(\mu_\phi + \sigma_\phi\odot\varepsilon_k)"
+             r"\end{aligned}")
 
 
 PSEUDOCODE = [
@@ -42,7 +45,7 @@ PSEUDOCODE = [
     "    ε ← samples of N(0, I), one per example",
     "    z ← μ_φ(x) + σ_φ(x) ⊙ ε",
     "    L ← mean of log p_θ(x | z) − β · KL(q_φ(z | x) ‖ p(z))",
-    "    g ← ∇_{θ,φ} L   (backpropagation through z)",
+    "    g ← gradient of L for θ and φ   (backpropagation through z)",
     "    θ, φ ← update with g (Adam)",
     "until converged",
 ]

@@ -5,18 +5,19 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from pages._live_plot import live_plotly_chart
 from pages._session import cached_dataset, current_job, remember_widgets, restore_widgets, start_new_job
 from vae.config import DEVICES, LIKELIHOODS, PRESET_LABELS, TrainConfig, preset_config, reference_test_loss
 from vae.data import DATASET_NAMES, DataError, Dataset, load_npz
-from vae.figures import coloured, held_out_data, held_out_spec, image_grid, training_curves_data, training_curves_spec
-from vae.job import JobStatus, TrainingJob
+from vae.figures import coloured, held_out_figure, image_grid, png_data_uri, training_curves_figure
+from vae.job import JobSnapshot, JobStatus, TrainingJob
 from vae.model import reconstruct, sample_prior
 
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
-WIDGETS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed", "kl_warmup_epochs",
-           "likelihood", "device")
 PREFIX = "train:"
+SETTINGS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed", "kl_warmup_epochs", "likelihood",
+            "device")  # TrainConfig fields (or its model's) that a widget sets
 
 
 def key(name: str) -> str:
@@ -39,7 +40,7 @@ def load_preset_into_widgets() -> None:
 
 
 def config_from_widgets() -> TrainConfig:
-    values = {name: st.session_state[key(name)] for name in WIDGETS}
+    values = {name: st.session_state[key(name)] for name in SETTINGS}
     return preset_config(st.session_state[key("preset")]).replace(**values)
 
 
@@ -47,17 +48,18 @@ def settings() -> None:
     """The controls a teacher needs in front; the rest in an expander."""
     defaults = preset_values("digits")
     restore_widgets(list(defaults), defaults)
-    st.subheader("Which model, on which data?")
     columns = st.columns([3, 3, 2, 2])
-    columns[0].selectbox("Preset", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key=key("preset"),
+    columns[0].selectbox("Which model?", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key=key("preset"),
                          on_change=load_preset_into_widgets)
-    columns[1].selectbox("Dataset", [*DATASET_NAMES, "upload"], format_func=DATASET_LABELS.get, key=key("dataset"))
-    columns[2].slider("Latent dimension K", 1, 64, key=key("latent_dim"))
+    columns[1].selectbox("Which data?", [*DATASET_NAMES, "upload"], format_func=DATASET_LABELS.get,
+                         key=key("dataset"))
+    columns[2].slider("Latent dimension (size of z)", 1, 64, key=key("latent_dim"))
     columns[3].number_input("β (KL weight)", 0.0, 10.0, step=0.1, key=key("beta"),
                             help="The loss is −(E_q[log p(x|z)] − β·KL). β = 1 is the ELBO.")
     with st.expander("More settings"):
         columns = st.columns(4)
-        columns[0].number_input("Learning rate (Adam)", 1e-5, 1.0, format="%.0e", step=1e-4, key=key("lr"))
+        columns[0].number_input("Learning rate (Adam)", 1e-5, 10.0, format="%.0e", step=1e-4, key=key("lr"),
+                                help="A new value also applies to a paused run when you press Resume.")
         columns[1].number_input("Batch size", 1, 4096, key=key("batch_size"))
         columns[2].number_input("Epochs", 1, 10_000, key=key("epochs"))
         columns[3].number_input("Seed", 0, 2**31 - 1, key=key("seed"))
@@ -67,9 +69,24 @@ def settings() -> None:
         columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, key=key("likelihood"))
         devices = [d for d in DEVICES if d != "cuda" or torch.cuda.is_available()]
         columns[2].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
-        st.file_uploader("Your own data (.npz with x_train, x_test; optional y_train, y_test)", type=["npz"],
-                         key=key("upload"))
+        uploader()
     remember_widgets(list(defaults))
+
+
+def uploader() -> None:
+    """Checked the moment it arrives, so a bad file is refused before anyone presses Start."""
+    upload = st.file_uploader("Your own data: an .npz with x_train, x_test (N×H×W or N×D, uint8 or floats in "
+                              "[0, 1]) and optional y_train, y_test", type=["npz"], key=key("upload"))
+    if upload is None:
+        return
+    try:
+        dataset = load_npz(upload)
+    except DataError as error:
+        st.error(f"That file was refused: {error}")
+        return
+    height, width = dataset.image_shape
+    st.success(f"{dataset.name}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} held-out images "
+               f"of {height}×{width}. Choose “My own .npz file” above and press Start.")
 
 
 def chosen_dataset() -> Dataset | None:
@@ -91,28 +108,32 @@ def chosen_dataset() -> Dataset | None:
 def start() -> bool:
     """Start a new job from the settings; False (with a sentence in the page) when the data is refused."""
     dataset = chosen_dataset()
-    if dataset is None:
-        return False
-    return start_new_job(config_from_widgets(), dataset) is not None
+    return dataset is not None and start_new_job(config_from_widgets(), dataset) is not None
+
+
+def resume(job: TrainingJob) -> None:
+    """Resume with the learning rate now in the settings (the way out of a divergence)."""
+    job.set_learning_rate(st.session_state[key("lr")])
+    job.resume()
 
 
 def controls(job: TrainingJob | None) -> None:
-    """Start, Pause/Resume, Step, Stop in one row, with the counter in large type."""
+    """Start, Pause/Resume, Step, Stop in one row."""
     snap = job.snapshot() if job else None
     status = snap.status if snap else None
-    columns = st.columns([1.2, 1.2, 1, 1, 3.6])
-    if columns[0].button("Start", type="primary", icon=":material/play_arrow:", width="stretch",
-                         help="Train a new model with these settings (replaces the current run)."):
+    alive = bool(snap and snap.is_alive)
+    columns = st.columns(4)
+    if columns[0].button("Start", type="primary", icon=":material/play_arrow:", width="stretch"):
         if start():
             st.rerun()
     if status == JobStatus.PAUSED:
-        columns[1].button("Resume", icon=":material/resume:", width="stretch", on_click=job.resume)
+        columns[1].button("Resume", icon=":material/resume:", width="stretch", on_click=resume, args=(job,))
     else:
         columns[1].button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
                           on_click=job.pause if job else None)
-    columns[2].button("Step", icon=":material/skip_next:", width="stretch", disabled=not (snap and snap.is_alive),
+    columns[2].button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive,
                       on_click=job.step if job else None, help="One minibatch, then pause: SGD one step at a time.")
-    columns[3].button("Stop", icon=":material/stop:", width="stretch", disabled=not (snap and snap.is_alive),
+    columns[3].button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
                       on_click=job.stop if job else None)
     st.session_state["train:rendered_status"] = status
 
@@ -128,50 +149,68 @@ def live_view() -> None:
     if snap.status != st.session_state.get("train:rendered_status"):
         st.rerun(scope="app")  # buttons outside this fragment must follow the new status
     counter(snap)
-    if job.dataset.notice:  # e.g. offline: the download failed and the bundled digits stand in
-        st.warning(job.dataset.notice, icon=":material/wifi_off:")
+    notices(job, snap)
     curves(snap)
-    pictures(job)
+    pictures(job, snap)
 
 
-def counter(snap) -> None:
-    left, right = st.columns([1, 3])
-    left.metric("Epoch", f"{snap.epoch} / {snap.epochs}")
-    right.markdown(f"#### {snap.status_line}")
+def counter(snap: JobSnapshot) -> None:
+    left, right = st.columns([3, 5], vertical_alignment="center")
+    left.markdown(f"## Epoch {snap.epoch:,} / {snap.epochs:,}")
+    right.markdown(f"**{snap.status_line}**")
     right.progress(snap.progress)
+
+
+def notices(job: TrainingJob, snap: JobSnapshot) -> None:
     if snap.diverged:
-        st.warning(snap.message, icon=":material/warning:")
+        st.warning(snap.message.replace("lower the learning rate, then resume",
+                                        "lower the learning rate under *More settings*, then press **Resume**"),
+                   icon=":material/warning:")
     elif snap.status == JobStatus.FAILED:
         st.error(snap.message)
+    if job.dataset.notice:  # offline: the download failed and the bundled digits stand in
+        st.warning(job.dataset.notice, icon=":material/wifi_off:")
+        if job.dataset.notice_details:
+            with st.expander("Why?"):
+                st.write(job.dataset.notice_details)
 
 
-def curves(snap) -> None:
-    """Drag to pan, scroll to zoom; the refresh keeps both (the data changes in place)."""
+def curves(snap: JobSnapshot) -> None:
+    """Drag to zoom, double-click to reset; refreshes keep the zoom."""
     left, right = st.columns(2)
     left.markdown("##### Training minibatches, per SGD step")
-    left.vega_lite_chart(training_curves_data(snap.train), training_curves_spec(), theme=None,
-                         key="train:step_chart")
+    if len(snap.train["step"]):
+        with left:
+            live_plotly_chart(training_curves_figure(snap.train), key="train:step_chart")
     reference = reference_test_loss(snap.config)
     right.markdown("##### Held-out data, per epoch" + (" (dashed: the published run)" if reference else ""))
-    right.vega_lite_chart(held_out_data(snap.held_out, reference), held_out_spec(reference is not None),
-                          theme=None, key="train:epoch_chart")
+    if snap.held_out:
+        with right:
+            live_plotly_chart(held_out_figure(snap.held_out, reference), key="train:epoch_chart")
+    else:
+        right.caption("The first point appears at the end of the first epoch.")
 
 
-def pictures(job: TrainingJob) -> None:
+def pictures(job: TrainingJob, snap: JobSnapshot) -> None:
     model = job.model()
     if model is None:
         return
     shape = job.config.model.input_shape
     x = torch.as_tensor(job.dataset.x_test[:10])
-    left, right = st.columns(2)
     originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape).numpy()
-    left.image(image_grid(originals_and_reconstructions, columns=10, pixel_size=48 // shape[0]),
-               caption="Top: held-out originals. Bottom: decoded from their μ(x).", width="stretch",
-               output_format="PNG")
     samples = sample_prior(model, 20).reshape(-1, *shape).numpy()
-    right.image(image_grid(samples, columns=10, pixel_size=48 // shape[0]),
-                caption="Samples: the decoder applied to 20 fixed draws z ~ N(0, I).", width="stretch",
-                output_format="PNG")
+    left, right = st.columns(2)
+    inline_picture(left, image_grid(originals_and_reconstructions, 10, pixel_size=1, gap=1),
+                   "Top: held-out originals. Bottom: decoded from their μ(x).")
+    inline_picture(right, image_grid(samples, 10, pixel_size=1, gap=1),
+                   "Samples: the decoder applied to 20 fixed draws z ~ N(0, I).")
+
+
+def inline_picture(column, grid, caption: str) -> None:
+    """An inline PNG scaled up without blur: no media request that a twice-a-second refresh could race."""
+    column.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="width:100%;image-rendering:pixelated">',
+                    unsafe_allow_html=True)
+    column.caption(caption)
 
 
 def download(job: TrainingJob | None) -> None:
@@ -180,11 +219,11 @@ def download(job: TrainingJob | None) -> None:
                            mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 
 
-st.title("Train a VAE")
+st.markdown("### Train a VAE")
 st.markdown(f"Press **Start** and watch the {coloured('elbo', 'ELBO')} climb: the "
             f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises while the "
-            f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) grows to pay for the information the latent code "
-            "carries. All in nats per example.", unsafe_allow_html=True)
+            f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) grows to pay for what the code z carries "
+            "(nats per example).", unsafe_allow_html=True)
 settings()
 controls(current_job())
 live_view()

@@ -1,5 +1,7 @@
 """AppTest of the Train page (and the Lecture page beside it): it renders, starts, survives a page switch."""
 
+import json
+
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -25,8 +27,8 @@ def button(at: AppTest, label: str):
 
 
 def test_train_page_opens_ready_to_start(app):
-    assert app.title[0].value == "Train a VAE"
-    assert [s.label for s in app.selectbox][:2] == ["Preset", "Dataset"]
+    assert app.markdown[0].value == "### Train a VAE"
+    assert [s.label for s in app.selectbox][:2] == ["Which model?", "Which data?"]
     assert any("Press **Start**" in i.value for i in app.info)
     assert button(app, "Pause").disabled and button(app, "Stop").disabled
 
@@ -38,9 +40,14 @@ def test_start_trains_and_the_charts_fill(app):
     job.wait_until(lambda s: s.status == JobStatus.FINISHED, timeout=60)
     app.run()
     assert not app.exception
-    charts = app.get("vega_lite_chart")
-    assert len(charts) == 2
-    assert len(app.get("image")) == 2  # reconstructions and prior samples
+    step_chart, epoch_chart = (json.loads(json.loads(c.proto.json_args)["figure"])
+                               for c in app.get("component_instance"))
+    assert [t["name"] for t in epoch_chart["data"]] == ["ELBO", "reconstruction", "KL"]
+    assert len(epoch_chart["data"][0]["x"]) == 2 or epoch_chart["data"][0]["x"]["shape"] == "2"  # two epochs
+    assert epoch_chart["layout"]["uirevision"]  # keeps the user's zoom across refreshes
+    assert {t["name"] for t in step_chart["data"]} == {"ELBO", "reconstruction", "KL"}
+    pictures = [m.value for m in app.markdown if m.value.startswith('<img src="data:image/png;base64,')]
+    assert len(pictures) == 2  # reconstructions and prior samples, inline
     assert any("Finished" in m.value for m in app.markdown)
 
 

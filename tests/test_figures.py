@@ -1,17 +1,20 @@
 """Figure builders: the data behind each chart and picture."""
 
+import base64
+import io
+
 import numpy as np
+from PIL import Image
 
 from vae.figures import (
     ELBO_LABELS,
     PALETTE,
     REFERENCE_LABEL,
-    held_out_data,
-    held_out_spec,
+    held_out_figure,
     image_grid,
+    png_data_uri,
     running_mean,
-    training_curves_data,
-    training_curves_spec,
+    training_curves_figure,
 )
 from vae.job import EpochMetrics
 
@@ -23,28 +26,31 @@ def test_running_mean_matches_a_naive_trailing_mean():
     np.testing.assert_array_equal(running_mean(values, 1), values)
 
 
-def test_training_curves_data_is_long_form_per_quantity():
-    train = {"step": np.arange(1, 4), "elbo": np.array([-3.0, -2, -1]), "reconstruction": np.zeros(3),
-             "kl": np.ones(3), "grad_norm": np.ones(3)}
-    frame = training_curves_data(train)
-    assert len(frame) == 9 and set(frame["quantity"]) == set(ELBO_LABELS.values())
-    elbo = frame[frame["quantity"] == "ELBO"]
-    assert list(elbo["raw"]) == [-3.0, -2.0, -1.0]
+def test_training_curves_show_raw_and_smoothed_terms_in_their_colours():
+    steps = np.arange(1, 201)
+    train = {"step": steps, "elbo": -steps / 10.0, "reconstruction": -steps / 20.0, "kl": steps / 20.0,
+             "grad_norm": np.ones(200)}
+    figure = training_curves_figure(train)
+    assert len(figure.data) == 6  # per term: faint raw values, bold running mean
+    bold = [t for t in figure.data if t.line.width == 3]
+    assert [t.name for t in bold] == list(ELBO_LABELS.values())
+    assert [t.line.color for t in bold] == [PALETTE["elbo"], PALETTE["reconstruction"], PALETTE["kl"]]
+    np.testing.assert_allclose(bold[0].y, running_mean(-steps / 10.0, 4), rtol=1e-6)
+    assert figure.layout.uirevision  # the user's zoom survives data updates
 
 
 def test_held_out_reference_is_drawn_as_minus_the_published_loss():
-    frame = held_out_data([EpochMetrics(1, -110.0, -90.0, 20.0)], reference_loss=(127.3, 115.8))
-    reference = frame[frame["is_reference"]]
-    assert list(reference["nats"]) == [-127.3, -115.8] and set(reference["quantity"]) == {REFERENCE_LABEL}
-    assert len(held_out_data([])) == 0
+    figure = held_out_figure([EpochMetrics(1, -110.0, -90.0, 20.0)], reference_loss=(127.3, 115.8))
+    reference = figure.data[-1]
+    assert reference.name == REFERENCE_LABEL and reference.line.dash == "dash"
+    np.testing.assert_allclose(reference.y, [-127.3, -115.8], rtol=1e-6)
+    assert [t.name for t in held_out_figure([]).data] == list(ELBO_LABELS.values())
 
 
-def test_specs_are_projector_readable_and_use_the_palette():
-    for spec in (training_curves_spec(), held_out_spec()):
-        assert spec["config"]["axis"]["labelFontSize"] >= 16
-        assert spec["config"]["legend"]["labelFontSize"] >= 16
-    colours = training_curves_spec()["layer"][1]["encoding"]["color"]["scale"]["range"]
-    assert colours == [PALETTE["elbo"], PALETTE["reconstruction"], PALETTE["kl"]]
+def test_figures_are_projector_readable():
+    figure = held_out_figure([EpochMetrics(1, -110.0, -90.0, 20.0)])
+    assert figure.layout.font.size >= 16 and figure.layout.xaxis.tickfont.size >= 16
+    assert all(t.line.width >= 2 for t in figure.data)
 
 
 def test_image_grid_places_tiles_with_ink_dark():
@@ -55,3 +61,11 @@ def test_image_grid_places_tiles_with_ink_dark():
     assert (grid[1:7, 1:7] == 255).all()  # blank tile: white paper
     assert (grid[1:7, 8:14] == 0).all()  # inked tile: black
     assert (grid[0, :] == 255).all()  # gaps are white
+
+
+def test_png_data_uri_round_trips():
+    grid = image_grid(np.random.default_rng(0).random((4, 3, 3)), columns=2)
+    uri = png_data_uri(grid)
+    assert uri.startswith("data:image/png;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    np.testing.assert_array_equal(decoded, grid)

@@ -37,6 +37,7 @@ class Dataset:
     y_test: np.ndarray | None
     image_shape: tuple[int, int]  # (H, W)
     notice: str | None = None  # a sentence for the UI, e.g. why we fell back to digits
+    notice_details: str | None = None  # the full reason behind the notice, for an expander
 
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
@@ -290,10 +291,32 @@ def _npz_name(source: str | Path | bytes | BinaryIO) -> str:
     return Path(name).name if isinstance(name, str) and name else "uploaded.npz"
 
 
+_ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")  # zip (an .npz), empty zip, bare .npy
+
+
+def _refuse_non_archives(source: str | Path | BinaryIO, label: str) -> None:
+    """Say "not an .npz" before numpy does: on arbitrary bytes its message suggests unpickling the file."""
+    try:
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as file:
+                head = file.read(6)
+        else:
+            position = source.tell()
+            head = source.read(6)
+            source.seek(position)
+    except FileNotFoundError:
+        raise DataError(f"The file {label} does not exist.") from None
+    except OSError as exc:
+        raise DataError(f"{label} could not be read ({exc}).") from exc
+    if not head.startswith(_ARCHIVE_SIGNATURES):
+        raise DataError(f"{label} is not an .npz archive (a zip of arrays, as numpy.savez writes).")
+
+
 def _open_npz(source: str | Path | bytes | BinaryIO, label: str) -> dict[str, np.ndarray]:
     """Every array in the archive, refusing pickles; any unreadable file becomes a DataError."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
+    _refuse_non_archives(source, label)
     try:
         loaded = np.load(source, allow_pickle=False)
     except FileNotFoundError:
@@ -434,11 +457,8 @@ def load_dataset(
         except DataError as exc:
             if not fallback_to_digits:
                 raise
-            notice = (
-                f"{DISPLAY_NAMES[key]} could not be loaded, so the bundled 8x8 digits are used "
-                f"instead. {exc}"
-            )
-            return replace(load_digits_dataset(), notice=notice)
+            notice = f"{DISPLAY_NAMES[key]} could not be downloaded, so the bundled 8×8 digits are used instead."
+            return replace(load_digits_dataset(), notice=notice, notice_details=str(exc))
     if key.endswith(".npz"):
         return load_npz(name_or_path)
     choices = ", ".join(repr(n) for n in DATASET_NAMES)

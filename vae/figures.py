@@ -1,17 +1,15 @@
-"""Figures: data in, chart out. Projector-readable (fonts >= 16 px, lines >= 2 px), one colour per quantity.
-
-Live curves are Vega-Lite specs: Streamlit updates a Vega-Lite chart's data in place when its spec is
-unchanged, so a chart that refreshes twice a second neither flickers nor loses the user's zoom (a
-plotly chart is remounted on every data change). The spec builders take no live data for that reason.
-"""
+"""Figures: data in, plotly figure (or picture) out. Projector-readable (fonts >= 16 px, lines >= 2 px),
+one colour-blind-safe colour per quantity, the same on every page."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import plotly.graph_objects as go
 from PIL import Image
 
 from vae.job import EpochMetrics
@@ -40,49 +38,55 @@ def coloured(quantity: str, text: str) -> str:
     return f'<b style="color:{PALETTE[quantity]}">{text}</b>'
 
 
-def _vega_config() -> dict[str, Any]:
-    return {
-        "axis": {"labelFontSize": FONT_SIZE, "titleFontSize": FONT_SIZE + 2, "gridOpacity": 0.5},
-        "legend": {"labelFontSize": FONT_SIZE, "titleFontSize": FONT_SIZE, "orient": "bottom", "columns": 4,
-                   "labelLimit": 400, "symbolStrokeWidth": 4, "symbolSize": 200, "symbolOpacity": 1},
-        "view": {"stroke": None},
-    }
-
-
-def _colour_scale(keys: Sequence[str]) -> dict[str, Any]:
-    labels = {**ELBO_LABELS, "reference": REFERENCE_LABEL}
-    return {"domain": [labels[k] for k in keys], "range": [PALETTE[k] for k in keys]}
-
-
-def training_curves_spec(height: int = 340) -> dict[str, Any]:
-    """Per-step training ELBO terms: faint raw values under a bold running mean; drag to pan, wheel to zoom."""
-    colour = {"field": "quantity", "type": "nominal", "title": None, "scale": _colour_scale(list(ELBO_LABELS))}
-    x = {"field": "step", "type": "quantitative", "title": "SGD step"}
-    y = {"field": "nats", "type": "quantitative", "title": "nats per example"}
+def _layout(x_title: str, height: int) -> dict[str, Any]:
+    axis = {"title": {"font": {"size": FONT_SIZE + 2}}, "tickfont": {"size": FONT_SIZE}, "gridcolor": "#e5e5e5",
+            "zeroline": False}
     return {
         "height": height,
-        "width": "container",
-        "config": _vega_config(),
-        "layer": [
-            {"mark": {"type": "line", "strokeWidth": 1, "opacity": 0.3},
-             "encoding": {"x": x, "y": {**y, "field": "raw"}, "color": colour}},
-            {"mark": {"type": "line", "strokeWidth": 3},
-             "encoding": {"x": x, "y": y, "color": colour,
-                          "tooltip": [x, {"field": "quantity"}, {"field": "nats", "format": ".2f"}]},
-             "params": [{"name": "zoom", "select": "interval", "bind": "scales"}]},
-        ],
+        "margin": {"l": 70, "r": 20, "t": 40, "b": 60},
+        "font": {"size": FONT_SIZE},
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+        "xaxis": {**axis, "title": {**axis["title"], "text": x_title}},
+        "yaxis": {**axis, "title": {**axis["title"], "text": "nats per example"}},
+        "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": FONT_SIZE}},
+        "hovermode": "x unified",
+        # Zoom and pan survive data updates as long as this stays the same.
+        "uirevision": "keep-zoom",
     }
 
 
-def training_curves_data(train: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Long-form rows (step, quantity, raw, nats) from a job snapshot's per-step history; nats is smoothed."""
+def training_curves_figure(train: dict[str, np.ndarray], height: int = 360) -> go.Figure:
+    """Per-step training ELBO terms: faint raw values under a bold trailing mean."""
     steps = train["step"]
     window = max(1, len(steps) // 50)
-    frames = []
+    figure = go.Figure(layout=_layout("SGD step", height))
     for key, label in ELBO_LABELS.items():
-        raw = train[key]
-        frames.append(pd.DataFrame({"step": steps, "quantity": label, "raw": raw, "nats": running_mean(raw, window)}))
-    return pd.concat(frames, ignore_index=True)
+        values = np.asarray(train[key], dtype=np.float32)
+        figure.add_scatter(x=steps, y=values, mode="lines", line={"color": PALETTE[key], "width": 1}, opacity=0.3,
+                           name=label, legendgroup=key, showlegend=False, hoverinfo="skip")
+        figure.add_scatter(x=steps, y=running_mean(values, window).astype(np.float32), mode="lines",
+                           line={"color": PALETTE[key], "width": 3}, name=label, legendgroup=key,
+                           hovertemplate="%{y:.2f}")
+    return figure
+
+
+def held_out_figure(
+    held_out: Sequence[EpochMetrics], reference_loss: Sequence[float] | None = None, height: int = 360
+) -> go.Figure:
+    """Held-out ELBO terms per epoch; the published run as a dashed line (its test loss is -ELBO)."""
+    figure = go.Figure(layout=_layout("epoch", height))
+    epochs = np.array([m.epoch for m in held_out])
+    for key, label in ELBO_LABELS.items():
+        values = np.array([getattr(m, key) for m in held_out], dtype=np.float32)
+        figure.add_scatter(x=epochs, y=values, mode="lines+markers", name=label, hovertemplate="%{y:.2f}",
+                           line={"color": PALETTE[key], "width": 3}, marker={"size": 7})
+    if reference_loss:
+        figure.add_scatter(x=np.arange(1, len(reference_loss) + 1), y=-np.asarray(reference_loss, dtype=np.float32),
+                           mode="lines", name=REFERENCE_LABEL, hovertemplate="%{y:.1f}",
+                           line={"color": PALETTE["reference"], "width": 3, "dash": "dash"})
+    figure.update_xaxes(rangemode="tozero", tickformat="d")
+    return figure
 
 
 def running_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -94,37 +98,6 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
-def held_out_spec(with_reference: bool = False, height: int = 340) -> dict[str, Any]:
-    """Held-out ELBO terms per epoch, with the dashed published reference when the run reproduces it."""
-    keys = [*ELBO_LABELS, "reference"] if with_reference else list(ELBO_LABELS)
-    colour = {"field": "quantity", "type": "nominal", "title": None, "scale": _colour_scale(keys)}
-    dash = {"field": "is_reference", "type": "nominal", "legend": None,
-            "scale": {"domain": [False, True], "range": [[1, 0], [8, 6]]}}
-    x = {"field": "epoch", "type": "quantitative", "title": "epoch", "axis": {"tickMinStep": 1}}
-    y = {"field": "nats", "type": "quantitative", "title": "nats per example"}
-    return {
-        "height": height,
-        "width": "container",
-        "config": _vega_config(),
-        "mark": {"type": "line", "strokeWidth": 3, "point": {"size": 40}},
-        "encoding": {"x": x, "y": y, "color": colour, "strokeDash": dash,
-                     "tooltip": [x, {"field": "quantity"}, {"field": "nats", "format": ".2f"}]},
-        "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
-    }
-
-
-def held_out_data(held_out: Sequence[EpochMetrics], reference_loss: Sequence[float] | None = None) -> pd.DataFrame:
-    """Rows (epoch, quantity, nats, is_reference); the reference is a published test loss, so ELBO = -loss."""
-    rows = [
-        {"epoch": m.epoch, "quantity": label, "nats": getattr(m, key), "is_reference": False}
-        for m in held_out
-        for key, label in ELBO_LABELS.items()
-    ]
-    for epoch, loss in enumerate(reference_loss or (), start=1):
-        rows.append({"epoch": epoch, "quantity": REFERENCE_LABEL, "nats": -loss, "is_reference": True})
-    return pd.DataFrame(rows, columns=["epoch", "quantity", "nats", "is_reference"])
-
-
 def image_grid(images: np.ndarray, columns: int, pixel_size: int = 6, gap: int = 2) -> np.ndarray:
     """Tile images (N, H, W) in [0, 1] into one uint8 picture, each pixel a pixel_size square (crisp on a
     projector: the browser would blur a small image it scales up), with white gaps between tiles."""
@@ -132,7 +105,7 @@ def image_grid(images: np.ndarray, columns: int, pixel_size: int = 6, gap: int =
     rows = -(-n // columns)
     cell_h, cell_w = h * pixel_size + gap, w * pixel_size + gap
     canvas = np.full((rows * cell_h + gap, columns * cell_w + gap), 255, dtype=np.uint8)
-    tiles = 255 - np.clip(images, 0, 1) * 255  # dark ink on white paper, as digits are drawn
+    tiles = 255 - np.clip(np.nan_to_num(images), 0, 1) * 255  # dark ink on white paper, as digits are drawn
     tiles = tiles.round().astype(np.uint8).repeat(pixel_size, axis=1).repeat(pixel_size, axis=2)
     for i, tile in enumerate(tiles):
         top, left = gap + (i // columns) * cell_h, gap + (i % columns) * cell_w
@@ -140,5 +113,8 @@ def image_grid(images: np.ndarray, columns: int, pixel_size: int = 6, gap: int =
     return canvas
 
 
-def to_pil(grid: np.ndarray) -> Image.Image:
-    return Image.fromarray(grid, mode="L")
+def png_data_uri(grid: np.ndarray) -> str:
+    """A uint8 picture as an inline PNG: no separate media request that a fast refresh could race."""
+    buffer = io.BytesIO()
+    Image.fromarray(grid, mode="L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

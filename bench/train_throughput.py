@@ -1,0 +1,404 @@
+"""Training throughput of the "pytorch-examples-mnist" preset (784-400-20, Bernoulli, Adam 1e-3, batch 128).
+
+Measures steps per second of
+  1. the library: `vae.job.TrainingJob` running in its own thread, the whole training set one tensor on the
+     device and each minibatch an index slice; timed from outside, from resume() until the job is seen
+     paused again, with the exact step count it then publishes, so the job's own bookkeeping (metric
+     flushes, good-weight copies) is part of what is measured;
+  2. the peer: a loop written like pytorch/examples' VAE `main.py`: `torchvision.datasets.MNIST` with
+     `transforms.ToTensor()` (reproduced here with Pillow and numpy, per sample: uint8 -> PIL image ->
+     float tensor / 255 of shape (1, 28, 28)) behind `DataLoader(batch_size=128, shuffle=True)`, and the
+     example's model, loss (BCE sum + KLD) and Adam step unchanged, `loss.item()` every step included.
+Both run the same number of torch threads, each gets a warm-up, and they alternate in rounds so neither
+is favoured by the machine's state; the medians over rounds are reported (robust to other programs). With
+--steps above ~430 the library's rounds start to include its end-of-epoch held-out evaluation (469 steps
+per epoch), which the peer's train() loop does not do. It also measures the float32 matmul peak of this
+machine with the same thread count and reports each loop's fraction of the physical limit
+peak / (FLOPs per training step).
+
+Data: real MNIST when IDX files are found (`--data DIR`, else `vae.data.default_data_dir()/mnist`); with only
+the 10k test images, they are repeated to 60000 training images so an epoch is as long as MNIST's. Nothing is
+ever downloaded: with no files, random uint8 images of MNIST's shape are used, and the report says so.
+
+    python bench/train_throughput.py --data /path/to/mnist-idx-folder [--steps 300] [--threads 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn, optim
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from vae.config import preset_config
+from vae.data import Dataset, default_data_dir, read_idx
+from vae.job import JobSnapshot, JobStatus, TrainingJob, resolve_device
+
+PRESET = "pytorch-examples-mnist"
+MNIST_TRAIN_SIZE = 60000
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class Images:
+    """uint8 images (N, 28, 28) and labels for training, float32 held-out images, and where they came from."""
+
+    train: np.ndarray
+    labels: np.ndarray
+    test: np.ndarray
+    source: str
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_images(data_dir: Path | None) -> Images:
+    """MNIST from IDX files in `data_dir` (or the library's cache folder), else random pixels."""
+    folder = data_dir if data_dir is not None else default_data_dir() / "mnist"
+    train_path = _find_idx(folder, "train-images-idx3-ubyte")
+    test_path = _find_idx(folder, "t10k-images-idx3-ubyte")
+    labels_path = _find_idx(folder, "train-labels-idx1-ubyte" if train_path else "t10k-labels-idx1-ubyte")
+    if test_path is None and train_path is None:
+        rng = np.random.default_rng(0)
+        train = rng.integers(0, 256, (MNIST_TRAIN_SIZE, 28, 28), dtype=np.uint8)
+        source = f"RANDOM uint8 pixels {train.shape} (no MNIST IDX files in {folder})"
+        return Images(train, np.zeros(len(train), np.int64), train[:10000], source)
+    test = read_idx(test_path or train_path)
+    train = read_idx(train_path) if train_path else test
+    labels = read_idx(labels_path).astype(np.int64) if labels_path else np.zeros(len(train), np.int64)
+    source = f"MNIST {train_path.name if train_path else test_path.name} from {folder}"
+    if len(train) < MNIST_TRAIN_SIZE:  # only the test file: repeat it to a full-length epoch
+        repeats = -(-MNIST_TRAIN_SIZE // len(train))
+        train = np.tile(train, (repeats, 1, 1))[:MNIST_TRAIN_SIZE]
+        labels = np.tile(labels, repeats)[:MNIST_TRAIN_SIZE]
+        source += f", repeated to {MNIST_TRAIN_SIZE} images"
+    return Images(train, labels, test, source)
+
+
+def library_dataset(images: Images) -> Dataset:
+    """What `vae.data` returns for MNIST: flattened float32 in [0, 1]."""
+
+    def flat(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32) / np.float32(255.0)
+
+    return Dataset("mnist", flat(images.train), flat(images.test), images.labels, None, (28, 28))
+
+
+# ---------------------------------------------------------------------------------------------
+# The peer: pytorch/examples' VAE main.py
+
+
+class MNISTLike(torch.utils.data.Dataset):
+    """torchvision.datasets.MNIST(transform=transforms.ToTensor()), per sample, as torchvision does it."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.data = torch.from_numpy(images)  # uint8 (N, 28, 28), as MNIST stores it
+        self.targets = torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        img, target = self.data[index], int(self.targets[index])
+        pic = Image.fromarray(img.numpy(), mode="L")
+        return self.to_tensor(pic), target
+
+    @staticmethod
+    def to_tensor(pic: Image.Image) -> torch.Tensor:
+        """transforms.functional.to_tensor for a mode-"L" PIL image."""
+        img = torch.from_numpy(np.array(pic, np.uint8, copy=True))
+        img = img.view(pic.size[1], pic.size[0], 1).permute((2, 0, 1)).contiguous()
+        return img.to(dtype=torch.get_default_dtype()).div(255)
+
+
+class ExampleVAE(nn.Module):
+    """pytorch/examples vae/main.py's model, unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn_like(std)
+        return mu + eps * std
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h3 = F.relu(self.fc3(z))
+        return torch.sigmoid(self.fc4(h3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def example_loss(recon_x: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+class PeerLoop:
+    """The example's train() loop, resumable: `run(n)` takes n optimiser steps and returns the seconds taken."""
+
+    def __init__(self, images: Images, device: torch.device, batch_size: int, lr: float) -> None:
+        self.device = device
+        # The example: {'num_workers': 1, 'pin_memory': True} with CUDA, nothing extra on the CPU.
+        kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+        loader = torch.utils.data.DataLoader(
+            MNISTLike(images.train, images.labels), batch_size=batch_size, shuffle=True, **kwargs
+        )
+        self.batches = self._forever(loader)
+        self.model = ExampleVAE().to(device)
+        self.optimizer = optim.Adam(self.model.parameters(), lr=lr)
+        self.train_loss = 0.0
+
+    @staticmethod
+    def _forever(loader: torch.utils.data.DataLoader) -> Iterator[torch.Tensor]:
+        """Batches across epochs: a new shuffled pass (and, with workers, new workers) at each epoch's end."""
+        while True:
+            for data, _ in loader:
+                yield data
+
+    def run(self, steps: int) -> float:
+        self.model.train()
+        _synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            data = next(self.batches).to(self.device)
+            self.optimizer.zero_grad()
+            recon_batch, mu, logvar = self.model(data)
+            loss = example_loss(recon_batch, data, mu, logvar)
+            loss.backward()
+            self.train_loss += loss.item()
+            self.optimizer.step()
+        _synchronize(self.device)
+        return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------
+# The library
+
+
+class LibraryLoop:
+    """A TrainingJob driven from outside. `run(seconds)` resumes it, sleeps, pauses it and counts the steps
+    it took: the step count is exact once the job is paused, and the clock runs from the resume command to
+    the pause being seen, so every step's cost and the job's flush at the pause are inside the interval.
+    The measuring thread sleeps meanwhile: polling `snapshot()` every few milliseconds would steal a core
+    from torch's threads and slow the job down by 10-20% on a 2-core machine."""
+
+    def __init__(self, images: Images, device: torch.device, threads: int) -> None:
+        config = preset_config(PRESET).replace(device=device.type, epochs=1000)  # never finishes here
+        self.job = TrainingJob(config, library_dataset(images), num_threads=threads)
+        self.job.start(paused=True)
+        self._wait(lambda s: s.status == JobStatus.PAUSED)
+
+    def _wait(self, predicate: Callable[[JobSnapshot], bool], poll: float = 0.001) -> JobSnapshot:
+        snap = self.job.wait_until(lambda s: predicate(s) or not s.is_alive, timeout=120.0, poll=poll)
+        if not snap.is_alive:
+            raise RuntimeError(f"The training job ended: {snap.status.value}: {snap.message}")
+        return snap
+
+    def warm_up(self, steps: int) -> None:
+        self.job.resume()
+        self._wait(lambda s: s.step >= steps, poll=0.05)
+        self.job.pause()
+        self._wait(lambda s: s.status == JobStatus.PAUSED)
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        """(steps taken, seconds)."""
+        before = self.job.snapshot().step
+        start = time.perf_counter()
+        self.job.resume()
+        time.sleep(seconds)
+        self.job.pause()
+        after = self._wait(lambda s: s.status == JobStatus.PAUSED and s.step > before).step
+        return after - before, time.perf_counter() - start
+
+    def close(self) -> None:
+        self.job.stop()
+        self.job.join(10.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The physical limit
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(device: torch.device, seconds: float = 1.0) -> float:
+    """Best float32 torch.matmul rate over a few square sizes, in GFLOP/s."""
+    sizes = (1024, 2048) if device.type == "cpu" else (4096, 8192)
+    best = 0.0
+    for n in sizes:
+        a, b = (torch.randn(n, n, device=device) for _ in range(2))
+        torch.matmul(a, b)  # warm-up
+        deadline = time.perf_counter() + seconds / len(sizes)
+        while time.perf_counter() < deadline:
+            _synchronize(device)
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            _synchronize(device)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def flops_per_step(batch: int, sizes: tuple[tuple[int, int], ...]) -> float:
+    """Forward matmul FLOPs (2*B*in*out per linear layer) times 3 for forward + backward (the gradients with
+    respect to weights and to inputs each cost a forward's worth). 784-400-20 at batch 128: 0.500 GFLOP, a
+    slight overcount, since nothing needs the gradient with respect to the pixels (0.420 GFLOP without it)."""
+    return 3 * sum(2 * batch * n_in * n_out for n_in, n_out in sizes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+@dataclass
+class Rates:
+    """Steps per second of each timed round."""
+
+    rounds: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.rounds))
+
+
+def measure(args: argparse.Namespace, device: torch.device, threads: int, images: Images) -> dict[str, Rates]:
+    """Warm both loops up, then alternate them (first one, then the other) for `rounds` rounds of about
+    steps / rounds steps each. Other programs on a shared machine hit single rounds: report medians."""
+    config = preset_config(PRESET)
+    peer = PeerLoop(images, device, config.batch_size, config.lr)
+    library = LibraryLoop(images, device, threads)
+    rates = {"library": Rates(), "peer": Rates()}
+    try:
+        start = time.perf_counter()
+        library.warm_up(args.warmup)
+        library_rate = library.job.snapshot().step / (time.perf_counter() - start)  # to size its rounds
+        peer.run(args.warmup)
+        per_round = max(10, args.steps // args.rounds)
+        for index in range(args.rounds):
+            for name in ("library", "peer") if index % 2 == 0 else ("peer", "library"):
+                if name == "library":
+                    steps, seconds = library.run(per_round / library_rate)
+                    library_rate = steps / seconds
+                else:
+                    steps, seconds = per_round, peer.run(per_round)
+                rates[name].rounds.append(steps / seconds)
+    finally:
+        library.close()
+    return rates
+
+
+def report(args: argparse.Namespace) -> dict[str, object]:
+    device = resolve_device(args.device)
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)  # this thread (peer, matmul); the job sets the same count in its own
+    torch.manual_seed(0)
+    images = load_images(Path(args.data) if args.data else None)
+    rates = measure(args, device, threads, images)
+    library, peer = rates["library"].median, rates["peer"].median
+    peak = matmul_peak_gflops(device)
+    model = preset_config(PRESET).model
+    hidden, latent, pixels = model.hidden_sizes[0], model.latent_dim, model.input_dim
+    layers = ((pixels, hidden), (hidden, latent), (hidden, latent), (latent, hidden), (hidden, pixels))
+    flops = flops_per_step(preset_config(PRESET).batch_size, layers)
+    limit = peak * 1e9 / flops
+    return {
+        "device": str(device),
+        "threads": threads,
+        "data": images.source,
+        "library_steps_per_s": library,
+        "peer_steps_per_s": peer,
+        "library_rounds": rates["library"].rounds,
+        "peer_rounds": rates["peer"].rounds,
+        "ratio_library_to_peer": library / peer,
+        "matmul_peak_gflops": peak,
+        "gflop_per_step": flops / 1e9,
+        "limit_steps_per_s": limit,
+        "library_fraction_of_limit": library / limit,
+        "peer_fraction_of_limit": peer / limit,
+    }
+
+
+def print_report(r: dict[str, object]) -> None:
+    print(f"Training throughput, preset {PRESET} (784-400-20, batch 128, Adam 1e-3)")
+    print(f"  device {r['device']}, {r['threads']} torch thread(s)")
+    print(f"  data: {r['data']}")
+    for name, label in (("library", "library (TrainingJob, index slices)"), ("peer", "peer (DataLoader + ToTensor)")):
+        rounds = r[f"{name}_rounds"]
+        print(
+            f"  {label:36s} {r[f'{name}_steps_per_s']:6.1f} steps/s "
+            f"(median of {len(rounds)} rounds, {min(rounds):.0f}-{max(rounds):.0f})"
+        )
+    print(f"  ratio library / peer: {r['ratio_library_to_peer']:.2f}x")
+    print(f"  matmul peak (float32): {r['matmul_peak_gflops']:.1f} GFLOP/s")
+    print(
+        f"  FLOPs per step: {r['gflop_per_step']:.3f} GFLOP = 3 x forward matmuls "
+        "(2*128*(784*400 + 2*400*20 + 20*400 + 400*784))"
+    )
+    print(
+        f"  limit {r['limit_steps_per_s']:.0f} steps/s; fraction reached: library "
+        f"{r['library_fraction_of_limit']:.1%}, peer {r['peer_fraction_of_limit']:.1%}"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="folder with MNIST IDX files (default: the library's cache folder)")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per loop (default 300)")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed steps per loop first (default 30)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of the two loops (default 5)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args(argv)
+    if args.steps < 10 or args.rounds < 1 or args.warmup < 1:
+        parser.error("--steps must be at least 10, --rounds and --warmup at least 1.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("no CUDA GPU is available here; use --device cpu or auto.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = report(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_report(result)
+
+
+if __name__ == "__main__":
+    main()

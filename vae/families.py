@@ -1,0 +1,542 @@
+"""Reparameterizable families: z = g(params, noise), with the noise drawn from a fixed base distribution.
+
+The reparameterization trick (Kingma & Welling 2014, sec. 2.4) needs a draw z ~ q(z; params) written as a
+deterministic, differentiable function of the params and of noise whose law does not depend on them. Two routes:
+
+* location-scale: z = loc + scale * eps with eps from the standard member (Gaussian, Laplace, Student-t);
+* inverse CDF: z = F^{-1}(u; params) with u ~ Uniform(0, 1) (Logistic, Cauchy, Rayleigh, Pareto).
+
+Each family is a frozen dataclass in `FAMILIES`, keyed by a lowercase name. Every method takes `params`, a mapping
+from parameter names (`loc`, `scale`, `df`, `alpha`) to floats or tensors; missing names take the slider default.
+Tensor params broadcast against the noise, so per-example posteriors (B, K) work as well as scalars.
+
+Randomness comes only from the `torch.Generator` passed in (`generator=None` means torch's default generator, as
+in `torch.randn`): a training thread with its own generator repeats exactly and never touches the global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import stats
+from torch.distributions import (
+    AffineTransform,
+    Cauchy,
+    Distribution,
+    Laplace,
+    Normal,
+    Pareto,
+    SigmoidTransform,
+    StudentT,
+    TransformedDistribution,
+    Uniform,
+    Weibull,
+    kl_divergence,
+)
+
+Kind = Literal["location-scale", "inverse-CDF"]
+Params = Mapping[str, torch.Tensor | float]
+Shape = Sequence[int] | torch.Size | int
+ScipyDist = Any  # a frozen scipy.stats distribution (scipy has no public name for its type)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter with its slider range; `symbol` is LaTeX. A shape parameter that g does not carry
+    differentiably (Student-t's nu) has `reparameterized=False`."""
+
+    name: str
+    symbol: str
+    default: float
+    low: float
+    high: float
+    reparameterized: bool = True
+
+
+def _loc(symbol: str = r"\mu") -> Param:
+    return Param("loc", symbol, 0.0, -3.0, 3.0)
+
+
+def _scale(symbol: str) -> Param:
+    return Param("scale", symbol, 1.0, 0.1, 3.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _shape(shape: Shape) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)
+
+
+def _dtype_device(params: Params | None) -> tuple[torch.dtype, torch.device]:
+    """Noise follows the first floating tensor param (so float64 params get float64 noise), else the default dtype."""
+    for value in (params or {}).values():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype, value.device
+    return torch.get_default_dtype(), torch.device("cpu")
+
+
+def clamp_uniform(u: torch.Tensor) -> torch.Tensor:
+    """u clamped to [eps, 1 - eps] (eps = machine epsilon of u's dtype), so log(u), log(1-u), tan(pi(u-1/2)) stay
+    finite. The clamp moves at most eps of probability mass: invisible to any test or plot."""
+    eps = torch.finfo(u.dtype).eps
+    return u.clamp(eps, 1.0 - eps)
+
+
+def uniform_noise(
+    shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
+) -> torch.Tensor:
+    """u ~ Uniform(0, 1), drawn from `generator` only, clamped away from 0 and 1."""
+    dtype, device = _dtype_device(params)
+    return clamp_uniform(torch.rand(_shape(shape), generator=generator, dtype=dtype, device=device))
+
+
+def _t(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """A param as a tensor of z's dtype; a tensor keeps its autograd graph."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+def _numpy(value: torch.Tensor | float) -> np.ndarray | float:
+    return value.detach().cpu().numpy().astype(np.float64) if isinstance(value, torch.Tensor) else float(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the family interface
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """A reparameterizable family: base noise, the transform g, its exact density/CDF and dz/dparams.
+
+    `base` describes the noise in words, `formula` the transform in LaTeX, `derivative_formulas` the partial
+    derivatives dz/dparam in LaTeX (what backpropagation multiplies by, sec. "graph after" of the lecture).
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    kind: Kind
+    base: str
+    formula: str
+    derivative_formulas: tuple[str, ...] = ()
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def reparameterized_params(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params if p.reparameterized)
+
+    @property
+    def noise_symbol(self) -> str:
+        """LaTeX name of the base noise: eps for a location-scale family, u for an inverse-CDF one."""
+        return r"\varepsilon" if self.kind == "location-scale" else "u"
+
+    def resolve(self, params: Params | None) -> dict[str, torch.Tensor | float]:
+        """`params` with defaults filled in; an unknown name is an error (a typo would otherwise be ignored)."""
+        params = dict(params or {})
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise KeyError(f"{self.name} has no parameter(s) {sorted(unknown)}; it has {list(self.defaults)}")
+        return {**self.defaults, **params}
+
+    # -- sampling --------------------------------------------------------------------------------------------
+    def sample_base(
+        self, shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
+    ) -> torch.Tensor:
+        """Base noise of the given shape (u ~ Uniform(0, 1) unless overridden), from `generator` only."""
+        return uniform_noise(shape, generator, params)
+
+    def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        """z = g(params, noise), differentiable in every tensor param marked `reparameterized`."""
+        raise NotImplementedError
+
+    def rsample(self, params: Params, shape: Shape, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A reparameterized draw: z = g(params, noise) with noise ~ base, shape `shape` (broadcast with params)."""
+        return self.transform(params, self.sample_base(shape, generator, params))
+
+    def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Analytic dz/dparam at the given noise, one entry per reparameterized param, each of z's shape."""
+        raise NotImplementedError
+
+    # -- exact law -------------------------------------------------------------------------------------------
+    def torch_dist(self, params: Params) -> Distribution | None:
+        """The same law as a torch.distributions object (has `rsample`), or None where torch lacks it."""
+        return None
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        """The frozen scipy.stats distribution with the same parameterisation (tests and plots)."""
+        raise NotImplementedError
+
+    def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        """log q(z; params), exact; -inf outside the support."""
+        return self._torch(params, z).log_prob(z)
+
+    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        """F(z; params) = P(Z <= z), exact."""
+        return self._torch(params, z).cdf(z)
+
+    def _torch(self, params: Params, like: torch.Tensor) -> Distribution:
+        p = self.resolve(params)
+        return self.torch_dist({k: _t(v, like) for k, v in p.items()})
+
+
+def _ones(params: Params, noise: torch.Tensor) -> torch.Tensor:
+    """dz/dloc = 1, broadcast to the shape of z."""
+    shape = torch.broadcast_shapes(noise.shape, *(torch.as_tensor(v).shape for v in params.values()))
+    return torch.ones(shape, dtype=noise.dtype, device=noise.device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# location-scale families: z = mu + sigma * eps, eps from the standard member
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LocationScale(Family):
+    """z = loc + scale * eps: dz/dloc = 1, dz/dscale = eps."""
+
+    def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        p = self.resolve(params)
+        return p["loc"] + p["scale"] * noise
+
+    def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.resolve(params)
+        ones = _ones(p, noise)
+        return {"loc": ones, "scale": ones * noise}
+
+
+@dataclass(frozen=True)
+class Gaussian(_LocationScale):
+    """z = mu + sigma * eps, eps ~ N(0, 1): the lecture's running example."""
+
+    def sample_base(
+        self, shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
+    ) -> torch.Tensor:
+        dtype, device = _dtype_device(params)
+        return torch.randn(_shape(shape), generator=generator, dtype=dtype, device=device)
+
+    def torch_dist(self, params: Params) -> Distribution:
+        p = self.resolve(params)
+        return Normal(p["loc"], p["scale"], validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        p = self.resolve(params)
+        return stats.norm(loc=p["loc"], scale=p["scale"])
+
+
+@dataclass(frozen=True)
+class LaplaceFamily(_LocationScale):
+    """z = mu + b * eps, eps ~ Laplace(0, 1).
+
+    eps is drawn by the inverse CDF of a uniform: with v = u - 1/2, eps = -sign(v) log(1 - 2|v|)
+    (the same construction as `torch.distributions.Laplace.rsample`, but from our generator).
+    """
+
+    def sample_base(
+        self, shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
+    ) -> torch.Tensor:
+        v = uniform_noise(shape, generator, params) - 0.5  # in [eps - 1/2, 1/2 - eps]
+        return -torch.sign(v) * torch.log1p(-2.0 * v.abs())
+
+    def torch_dist(self, params: Params) -> Distribution:
+        p = self.resolve(params)
+        return Laplace(p["loc"], p["scale"], validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        p = self.resolve(params)
+        return stats.laplace(loc=p["loc"], scale=p["scale"])
+
+
+@dataclass(frozen=True)
+class StudentTFamily(_LocationScale):
+    """z = mu + sigma * eps, eps ~ Student-t(nu).
+
+    nu is a shape parameter and is NOT reparameterized: it sets the law of the base noise, so z carries no
+    gradient to nu (a pathwise gradient for nu would need implicit reparameterization, Figurnov et al. 2018).
+    eps = F_nu^{-1}(u) with u from the generator and F_nu^{-1} = `scipy.stats.t.ppf` (float64), which handles
+    any real nu > 0; a normal / chi-square construction would need gamma draws, which torch cannot take from a
+    private generator. log_prob is `torch.distributions.StudentT`'s; the CDF is `scipy.stats.t.cdf`, because
+    torch has no regularized incomplete beta function (so `cdf` is not differentiable; nothing needs it to be).
+    """
+
+    def sample_base(
+        self, shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
+    ) -> torch.Tensor:
+        u = uniform_noise(shape, generator, params)
+        df = _numpy(self.resolve(params)["df"])
+        eps = stats.t.ppf(u.cpu().numpy().astype(np.float64), df)  # broadcast with a (B, K) df if given
+        return torch.as_tensor(eps, dtype=u.dtype, device=u.device)
+
+    def torch_dist(self, params: Params) -> Distribution:
+        p = self.resolve(params)
+        return StudentT(p["df"], p["loc"], p["scale"], validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        p = self.resolve(params)
+        return stats.t(df=p["df"], loc=p["loc"], scale=p["scale"])
+
+    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        p = {k: _numpy(v) for k, v in self.resolve(params).items()}
+        return torch.as_tensor(stats.t.cdf(_numpy(z), p["df"], p["loc"], p["scale"]), dtype=z.dtype, device=z.device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inverse-CDF families: z = F^{-1}(u; params), u ~ Uniform(0, 1)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _InverseCDFLocationScale(Family):
+    """z = loc + scale * F0^{-1}(u): a location-scale family reached through its standard quantile function.
+
+    Logistic and Cauchy are location-scale families too, but their standard member has no sampler of its own
+    in torch that takes a generator; its quantile function is closed form, so one uniform and one formula
+    give both routes of the lecture at once (eps = F0^{-1}(u) is the standard member; z = loc + scale * eps).
+    """
+
+    def standard_quantile(self, u: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        p = self.resolve(params)
+        return p["loc"] + p["scale"] * self.standard_quantile(clamp_uniform(noise))
+
+    def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.resolve(params)
+        ones = _ones(p, noise)
+        return {"loc": ones, "scale": ones * self.standard_quantile(clamp_uniform(noise))}
+
+
+@dataclass(frozen=True)
+class Logistic(_InverseCDFLocationScale):
+    """z = mu + s log(u / (1 - u)); log q(z) = -x - 2 softplus(-x) - log s and F(z) = sigmoid(x), x = (z - mu)/s.
+
+    torch has no Logistic class; `torch_dist` builds the one its docs suggest (Uniform -> logit -> affine).
+    """
+
+    def standard_quantile(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.logit(u)
+
+    def torch_dist(self, params: Params) -> Distribution:
+        p = self.resolve(params)
+        loc, scale = torch.as_tensor(p["loc"]), torch.as_tensor(p["scale"])
+        base = Uniform(torch.zeros_like(loc), torch.ones_like(loc), validate_args=False)
+        return TransformedDistribution(base, [SigmoidTransform().inv, AffineTransform(loc, scale)], validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        p = self.resolve(params)
+        return stats.logistic(loc=p["loc"], scale=p["scale"])
+
+    def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        p = self.resolve(params)
+        x = (z - p["loc"]) / p["scale"]
+        return -x - 2.0 * torch.nn.functional.softplus(-x) - torch.log(_t(p["scale"], z))
+
+    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        p = self.resolve(params)
+        return torch.sigmoid((z - p["loc"]) / p["scale"])
+
+
+@dataclass(frozen=True)
+class CauchyFamily(_InverseCDFLocationScale):
+    """z = mu + gamma tan(pi (u - 1/2)); density and CDF from `torch.distributions.Cauchy`."""
+
+    def standard_quantile(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.tan(math.pi * (u - 0.5))
+
+    def torch_dist(self, params: Params) -> Distribution:
+        p = self.resolve(params)
+        return Cauchy(p["loc"], p["scale"], validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        p = self.resolve(params)
+        return stats.cauchy(loc=p["loc"], scale=p["scale"])
+
+
+@dataclass(frozen=True)
+class Rayleigh(Family):
+    """z = sigma sqrt(-2 log(1 - u)), the inverse of F(z) = 1 - exp(-z^2 / (2 sigma^2)), z >= 0.
+
+    A scale family without a location; its quantile function is closed form, so the inverse CDF is the natural
+    route. log q(z) = log z - 2 log sigma - z^2 / (2 sigma^2), written by hand. torch has no Rayleigh class, but
+    Rayleigh(sigma) = Weibull(scale = sigma sqrt 2, concentration = 2), which `torch_dist` returns.
+    dz/dsigma = sqrt(-2 log(1 - u)) = z / sigma.
+    """
+
+    def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        return self.resolve(params)["scale"] * self._standard(noise)
+
+    @staticmethod
+    def _standard(u: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(-2.0 * torch.log1p(-clamp_uniform(u)))
+
+    def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"scale": _ones(self.resolve(params), noise) * self._standard(noise)}
+
+    def torch_dist(self, params: Params) -> Distribution:
+        scale = torch.as_tensor(self.resolve(params)["scale"])
+        return Weibull(scale * math.sqrt(2.0), torch.full_like(scale, 2.0), validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        return stats.rayleigh(scale=self.resolve(params)["scale"])
+
+    def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        scale = _t(self.resolve(params)["scale"], z)
+        safe = z.clamp_min(torch.finfo(z.dtype).tiny)  # keeps log finite (and gradients nan-free) off the support
+        inside = torch.log(safe) - 2.0 * torch.log(scale) - safe**2 / (2.0 * scale**2)
+        return torch.where(z > 0, inside, -math.inf)
+
+    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        scale = self.resolve(params)["scale"]
+        return -torch.expm1(-(z.clamp_min(0.0) ** 2) / (2.0 * scale**2))
+
+
+@dataclass(frozen=True)
+class ParetoFamily(Family):
+    """z = x_m (1 - u)^(-1/alpha), the inverse of F(z) = 1 - (x_m / z)^alpha, z >= x_m.
+
+    Not a location-scale family with a useful standard member in the lecture's sense (alpha changes the shape),
+    so the inverse CDF is the route. Both params are reparameterized:
+    dz/dx_m = (1 - u)^(-1/alpha),  dz/dalpha = x_m (1 - u)^(-1/alpha) log(1 - u) / alpha^2  (<= 0).
+    log_prob is `torch.distributions.Pareto`'s (masked to -inf below x_m); the CDF is the closed form above,
+    because torch's goes through Exponential.cdf, which rejects z < x_m.
+    """
+
+    def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        p = self.resolve(params)
+        return p["scale"] * torch.exp(-torch.log1p(-clamp_uniform(noise)) / p["alpha"])
+
+    def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.resolve(params)
+        log1mu = torch.log1p(-clamp_uniform(noise))
+        power = _ones(p, noise) * torch.exp(-log1mu / p["alpha"])  # (1 - u)^(-1/alpha)
+        return {"scale": power, "alpha": p["scale"] * power * log1mu / p["alpha"] ** 2}
+
+    def torch_dist(self, params: Params) -> Distribution:
+        p = self.resolve(params)
+        return Pareto(p["scale"], p["alpha"], validate_args=False)
+
+    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
+        p = self.resolve(params)
+        return stats.pareto(b=p["alpha"], scale=p["scale"])
+
+    def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        scale = _t(self.resolve(params)["scale"], z)
+        safe = torch.maximum(z, scale)  # torch's formula takes log(z): keep it on the support, then mask
+        return torch.where(z >= scale, self._torch(params, z).log_prob(safe), -math.inf)
+
+    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+        p = self.resolve(params)
+        scale = _t(p["scale"], z)
+        return torch.where(z >= scale, 1.0 - (scale / torch.maximum(z, scale)) ** p["alpha"], 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------------------------------
+
+_DLOC = r"\partial z/\partial\mu = 1"
+
+FAMILIES: dict[str, Family] = {
+    "gaussian": Gaussian(
+        name="Gaussian", params=(_loc(), _scale(r"\sigma")), kind="location-scale", base="ε ~ N(0, 1)",
+        formula=r"z = \mu + \sigma\,\varepsilon",
+        derivative_formulas=(_DLOC, r"\partial z/\partial\sigma = \varepsilon"),
+    ),
+    "laplace": LaplaceFamily(
+        name="Laplace", params=(_loc(), _scale("b")), kind="location-scale", base="ε ~ Laplace(0, 1)",
+        formula=r"z = \mu + b\,\varepsilon",
+        derivative_formulas=(_DLOC, r"\partial z/\partial b = \varepsilon"),
+    ),
+    "student-t": StudentTFamily(
+        name="Student-t", params=(_loc(), _scale(r"\sigma"), Param("df", r"\nu", 3.0, 1.0, 30.0, False)),
+        kind="location-scale", base="ε ~ Student-t(ν)", formula=r"z = \mu + \sigma\,\varepsilon",
+        derivative_formulas=(_DLOC, r"\partial z/\partial\sigma = \varepsilon",
+                             r"\nu \text{ sets the law of } \varepsilon\text{: not reparameterized}"),
+    ),
+    "logistic": Logistic(
+        name="Logistic", params=(_loc(), _scale("s")), kind="inverse-CDF", base="u ~ Uniform(0, 1)",
+        formula=r"z = \mu + s\,\log\frac{u}{1-u}",
+        derivative_formulas=(_DLOC, r"\partial z/\partial s = \log\frac{u}{1-u}"),
+    ),
+    "cauchy": CauchyFamily(
+        name="Cauchy", params=(_loc(), _scale(r"\gamma")), kind="inverse-CDF", base="u ~ Uniform(0, 1)",
+        formula=r"z = \mu + \gamma\,\tan\!\big(\pi(u - \tfrac12)\big)",
+        derivative_formulas=(_DLOC, r"\partial z/\partial\gamma = \tan\!\big(\pi(u - \tfrac12)\big)"),
+    ),
+    "rayleigh": Rayleigh(
+        name="Rayleigh", params=(_scale(r"\sigma"),), kind="inverse-CDF", base="u ~ Uniform(0, 1)",
+        formula=r"z = \sigma\sqrt{-2\log(1-u)}",
+        derivative_formulas=(r"\partial z/\partial\sigma = \sqrt{-2\log(1-u)}",),
+    ),
+    "pareto": ParetoFamily(
+        name="Pareto", params=(_scale("x_m"), Param("alpha", r"\alpha", 3.0, 0.5, 5.0)), kind="inverse-CDF",
+        base="u ~ Uniform(0, 1)", formula=r"z = x_m\,(1-u)^{-1/\alpha}",
+        derivative_formulas=(r"\partial z/\partial x_m = (1-u)^{-1/\alpha}",
+                             r"\partial z/\partial\alpha = x_m\,(1-u)^{-1/\alpha}\,\log(1-u)/\alpha^2"),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# families as VAE posteriors q(z|x) against the prior p(z) = the same family at loc 0, scale 1
+# ---------------------------------------------------------------------------------------------------------------
+
+POSTERIOR_FAMILIES = ("gaussian", "laplace", "logistic", "student-t")
+POSTERIOR_DF = 3.0  # nu of a Student-t posterior and prior: fixed, since nu is not reparameterized
+ANALYTIC_KL = ("gaussian", "laplace")  # pairs registered with torch.distributions.kl_divergence
+
+
+def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:
+    """The params of q(z|x) = family(loc, scale) (with nu = POSTERIOR_DF for the Student-t)."""
+    if family_name not in POSTERIOR_FAMILIES:
+        raise ValueError(f"{family_name!r} is not a posterior family; choose one of {POSTERIOR_FAMILIES}")
+    extra = {"df": POSTERIOR_DF} if family_name == "student-t" else {}
+    return {"loc": loc, "scale": scale, **extra}
+
+
+def posterior_rsample(
+    family_name: str, loc: torch.Tensor, scale: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """z ~ q(z|x) by reparameterization, one draw per entry of loc: (B, K) -> (B, K)."""
+    params = posterior_params(family_name, loc, scale)
+    return FAMILIES[family_name].rsample(params, loc.shape, generator)
+
+
+def monte_carlo_kl(family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Single-sample estimate log q(z|x) - log p(z) at a reparameterized z ~ q, summed over latents: (B, K) -> (B,).
+
+    Unbiased for KL(q || p) and differentiable through z (Kingma & Welling 2014, eq. 6, "SGVB estimator A").
+    """
+    family = FAMILIES[family_name]
+    q = posterior_params(family_name, loc, scale)
+    p = posterior_params(family_name, torch.zeros_like(loc), torch.ones_like(scale))
+    return (family.log_prob(z, q) - family.log_prob(z, p)).sum(-1)  # (B, K) -> (B,)
+
+
+def posterior_kl(
+    family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: torch.Tensor | None = None
+) -> torch.Tensor:
+    """KL(q(z|x) || p(z)) with q = family(loc, scale) and p = family(0, 1), summed over latents: (B, K) -> (B,).
+
+    Analytic via `torch.distributions.kl_divergence` for the families in ANALYTIC_KL (z is ignored there);
+    otherwise the Monte Carlo estimate `monte_carlo_kl` at the given reparameterized sample z, which is required.
+    """
+    q_params = posterior_params(family_name, loc, scale)  # also rejects a non-posterior family
+    if family_name in ANALYTIC_KL:
+        family = FAMILIES[family_name]
+        p_params = posterior_params(family_name, torch.zeros_like(loc), torch.ones_like(scale))
+        return kl_divergence(family.torch_dist(q_params), family.torch_dist(p_params)).sum(-1)  # (B, K) -> (B,)
+    if z is None:
+        raise ValueError(f"KL for a {family_name!r} posterior has no closed form here: pass a sample z ~ q")
+    return monte_carlo_kl(family_name, loc, scale, z)
