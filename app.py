@@ -15,6 +15,8 @@ def _warm_up_once() -> bool:
 
 
 _warm_up_once()
+# Less empty space above each page: on a 1280x720 projector the live charts should be on the first screen.
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</style>")
 pages = [
     st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),

@@ -122,7 +122,7 @@ def controls(job: TrainingJob | None) -> None:
     snap = job.snapshot() if job else None
     status = snap.status if snap else None
     alive = bool(snap and snap.is_alive)
-    columns = st.columns(4)
+    columns = st.columns([1, 1, 1, 1, 3.2], vertical_alignment="center")
     if columns[0].button("Start", type="primary", icon=":material/play_arrow:", width="stretch"):
         if start():
             st.rerun()
@@ -136,6 +136,19 @@ def controls(job: TrainingJob | None) -> None:
     columns[3].button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
                       on_click=job.stop if job else None)
     st.session_state["train:rendered_status"] = status
+    with columns[4]:
+        counter()
+
+
+@st.fragment(run_every=0.5)
+def counter() -> None:
+    """The epoch in large type beside the buttons, like a game clock; the status line under it."""
+    job = current_job()
+    if job is None:
+        return
+    snap = job.snapshot()
+    st.markdown(f"### Epoch {snap.epoch:,} / {snap.epochs:,}")
+    st.markdown(f"**{snap.status_line}**")
 
 
 @st.fragment(run_every=0.5)
@@ -148,17 +161,10 @@ def live_view() -> None:
     snap = job.snapshot()
     if snap.status != st.session_state.get("train:rendered_status"):
         st.rerun(scope="app")  # buttons outside this fragment must follow the new status
-    counter(snap)
+    st.progress(snap.progress)
     notices(job, snap)
     curves(snap)
     pictures(job, snap)
-
-
-def counter(snap: JobSnapshot) -> None:
-    left, right = st.columns([3, 5], vertical_alignment="center")
-    left.markdown(f"## Epoch {snap.epoch:,} / {snap.epochs:,}")
-    right.markdown(f"**{snap.status_line}**")
-    right.progress(snap.progress)
 
 
 def notices(job: TrainingJob, snap: JobSnapshot) -> None:
@@ -200,15 +206,17 @@ def pictures(job: TrainingJob, snap: JobSnapshot) -> None:
     originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape).numpy()
     samples = sample_prior(model, 20).reshape(-1, *shape).numpy()
     left, right = st.columns(2)
-    inline_picture(left, image_grid(originals_and_reconstructions, 10, pixel_size=1, gap=1),
+    pixel_size = max(1, 48 // shape[0])  # tiles about 50 px wide, whatever the image size
+    inline_picture(left, image_grid(originals_and_reconstructions, 10, pixel_size),
                    "Top: held-out originals. Bottom: decoded from their μ(x).")
-    inline_picture(right, image_grid(samples, 10, pixel_size=1, gap=1),
+    inline_picture(right, image_grid(samples, 10, pixel_size),
                    "Samples: the decoder applied to 20 fixed draws z ~ N(0, I).")
 
 
 def inline_picture(column, grid, caption: str) -> None:
-    """An inline PNG scaled up without blur: no media request that a twice-a-second refresh could race."""
-    column.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="width:100%;image-rendering:pixelated">',
+    """An inline PNG, already scaled up with crisp pixels: no media request that a twice-a-second refresh
+    could race (st.image's files were sometimes gone before the browser fetched them)."""
+    column.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="max-width:100%">',
                     unsafe_allow_html=True)
     column.caption(caption)
 
