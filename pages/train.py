@@ -7,8 +7,17 @@ import torch
 
 from pages._live_plot import live_plotly_chart
 from pages._session import cached_dataset, current_job, remember_widgets, restore_widgets, start_new_job
-from vae.config import DEVICES, LIKELIHOODS, PRESET_LABELS, TrainConfig, preset_config, reference_test_loss
+from vae.config import (
+    DEVICES,
+    LIKELIHOODS,
+    POSTERIOR_FAMILIES,
+    PRESET_LABELS,
+    TrainConfig,
+    preset_config,
+    reference_test_loss,
+)
 from vae.data import DATASET_NAMES, DataError, Dataset, load_npz
+from vae.families import FAMILIES
 from vae.figures import coloured, held_out_figure, image_grid, png_data_uri, training_curves_figure
 from vae.job import JobSnapshot, JobStatus, TrainingJob
 from vae.model import reconstruct, sample_prior
@@ -17,7 +26,7 @@ DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
 PREFIX = "train:"
 SETTINGS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed", "kl_warmup_epochs", "likelihood",
-            "device")  # TrainConfig fields (or its model's) that a widget sets
+            "posterior", "device")  # TrainConfig fields (or its model's) that a widget sets
 
 
 def key(name: str) -> str:
@@ -30,7 +39,7 @@ def preset_values(name: str) -> dict:
     values = {"preset": name, "dataset": config.dataset, "latent_dim": config.model.latent_dim,
               "beta": config.beta, "lr": config.lr, "batch_size": config.batch_size, "epochs": config.epochs,
               "seed": config.seed, "kl_warmup_epochs": config.kl_warmup_epochs,
-              "likelihood": config.model.likelihood, "device": config.device}
+              "likelihood": config.model.likelihood, "posterior": config.model.posterior, "device": config.device}
     return {key(name): value for name, value in values.items()}
 
 
@@ -67,8 +76,12 @@ def settings() -> None:
         columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, step=1.0, key=key("kl_warmup_epochs"),
                                 help="β ramps linearly from 0 over this many epochs.")
         columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, key=key("likelihood"))
+        columns[2].selectbox("Posterior q(z|x)", POSTERIOR_FAMILIES, key=key("posterior"),
+                             format_func=lambda name: FAMILIES[name].name,
+                             help="The prior p(z) is the same family at location 0, scale 1. The KL is exact for "
+                                  "Gaussian and Laplace, a Monte Carlo estimate for the others.")
         devices = [d for d in DEVICES if d != "cuda" or torch.cuda.is_available()]
-        columns[2].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
+        columns[3].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
         uploader()
     remember_widgets(list(defaults))
 

@@ -18,11 +18,12 @@ def test_help_lists_the_verbs():
 def test_train_json_and_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     code = main(["train", "--epochs", "2", "--latent-dim", "3", "--hidden", "32", "--seed", "4", "--json",
-                 "--out", str(out)])
+                 "--posterior", "logistic", "--out", str(out)])
     assert code == 0
     result = json.loads(capsys.readouterr().out)  # stdout holds the JSON object and nothing else
     assert result["device"] == "cpu" and result["status"] == "finished"
     assert result["config"]["model"]["latent_dim"] == 3 and result["config"]["seed"] == 4
+    assert result["config"]["model"]["posterior"] == "logistic"
     assert [e["epoch"] for e in result["epochs"]] == [1, 2]
     assert set(result["epochs"][0]) == {"epoch", "elbo", "reconstruction", "kl"}
     checkpoint = load_checkpoint(out)

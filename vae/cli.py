@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from vae.checkpoints import save_checkpoint
-from vae.config import DEVICES, LIKELIHOODS, PRESETS, ConfigError, TrainConfig, preset_config
+from vae.config import DEVICES, LIKELIHOODS, POSTERIOR_FAMILIES, PRESETS, ConfigError, TrainConfig, preset_config
 from vae.data import DataError, load_dataset
 from vae.job import EpochMetrics, JobStatus, TrainingJob, metrics_summary
 
@@ -36,6 +36,8 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent-dim", type=int)
     parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths, e.g. --hidden 400")
     parser.add_argument("--likelihood", choices=LIKELIHOODS)
+    parser.add_argument("--posterior", choices=POSTERIOR_FAMILIES,
+                        help="family of q(z|x); the prior is the same family at loc 0, scale 1")
     parser.add_argument("--beta", type=float, help="weight of the KL term")
     parser.add_argument("--kl-warmup", type=float, help="epochs over which beta ramps up from 0")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
@@ -55,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "latent_dim": args.latent_dim,
         "hidden_sizes": tuple(args.hidden) if args.hidden else None,
         "likelihood": args.likelihood,
+        "posterior": args.posterior,
         "beta": args.beta,
         "kl_warmup_epochs": args.kl_warmup,
         "lr": args.lr,

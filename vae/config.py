@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+POSTERIOR_FAMILIES = ("gaussian", "laplace", "logistic", "student-t")  # vae.families implements each
 DEVICES = ("auto", "cpu", "cuda")
 MAX_LATENT_DIM = 64
 
@@ -24,7 +25,7 @@ class ModelConfig:
     hidden_sizes: tuple[int, ...] = (256,)
     latent_dim: int = 8
     likelihood: str = "bernoulli"  # p(x|z): Bernoulli on logits, or Gaussian with a learned scale
-    posterior: str = "gaussian"  # q(z|x) and p(z) family
+    posterior: str = "gaussian"  # family of q(z|x); p(z) is the same family at loc 0, scale 1
 
     @property
     def input_dim(self) -> int:
@@ -37,6 +38,10 @@ class ModelConfig:
             raise ConfigError(f"Unknown likelihood {self.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}.")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ConfigError("The encoder and decoder need at least one hidden layer of positive width.")
+        if self.posterior not in POSTERIOR_FAMILIES:
+            raise ConfigError(
+                f"Unknown posterior family {self.posterior!r}; choose one of {', '.join(POSTERIOR_FAMILIES)}."
+            )
         if min(self.input_shape) < 1:
             raise ConfigError(f"The input shape {self.input_shape} is empty.")
 

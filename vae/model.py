@@ -1,4 +1,4 @@
-"""The VAE: an MLP encoder q_phi(z|x) = N(loc(x), scale(x)^2) and an MLP decoder p_theta(x|z)."""
+"""The VAE: an MLP encoder for q_phi(z|x) = family(loc(x), scale(x)) and an MLP decoder p_theta(x|z)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 from vae.config import ModelConfig
+from vae.families import posterior_rsample
 
 # nn.Linear initialises from the global RNG, which every thread shares: build models one at a time.
 _INIT_LOCK = threading.Lock()
@@ -23,7 +24,8 @@ def mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class VAE(nn.Module):
-    """Encoder -> (loc, scale) -> z -> decoder -> parameters of p(x|z), as in pytorch/examples' VAE."""
+    """Encoder -> (loc, scale) of q(z|x) -> z -> decoder -> parameters of p(x|z), as in pytorch/examples' VAE.
+    q(z|x) is a Gaussian by default, or another family of vae.families (config.posterior)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -59,11 +61,6 @@ class VAE(nn.Module):
         """The expected pixel values under p(x|z), in [0, 1], for pictures."""
         return torch.sigmoid(decoded)
 
-    def prior(self, device: torch.device | str = "cpu") -> torch.distributions.Distribution:
-        """p(z) = N(0, I)."""
-        zeros = torch.zeros(self.config.latent_dim, device=device)
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
-
 
 def build_model(config: ModelConfig, seed: int) -> VAE:
     """A freshly initialised VAE; the same seed gives the same weights even with other threads training."""
@@ -85,7 +82,9 @@ def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_prior(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
-    """Decode `count` fixed draws z ~ N(0, I): the same seed gives the same z, so a grid evolves smoothly."""
+    """Decode `count` fixed draws z ~ p(z) (the posterior's family at loc 0, scale 1; N(0, I) by default):
+    the same seed gives the same z, so a grid of samples evolves smoothly as the model trains."""
     generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, model.config.latent_dim, generator=generator)  # (count, K)
+    zeros = torch.zeros(count, model.config.latent_dim)  # (count, K)
+    z = posterior_rsample(model.config.posterior, zeros, torch.ones_like(zeros), generator)
     return model.mean_image(model.decode(z))
