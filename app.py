@@ -20,5 +20,6 @@ st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }</s
 pages = [
     st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/reparameterization.py", title="Reparameterization", icon=":material/shuffle:"),
 ]
 st.navigation(pages, position="top").run()  # the sidebar would take a third of a projector

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
+from vae.checkpoints import PRETRAINED, CheckpointError, load_checkpoint, load_pretrained
 from vae.config import TrainConfig
-from vae.data import Dataset, load_dataset
+from vae.data import DataError, Dataset, load_dataset
 from vae.job import JobLimitError, TrainingJob
+from vae.model import VAE
 
 JOB_KEY = "training_job"
+
+
+def _leave_legacy_multipage_mode() -> None:
+    """Streamlit treats a folder named pages/ as an old-style multipage app until st.navigation first runs in
+    the process: a first visitor arriving on a page's own URL would run that file alone, without app.py's
+    navigation. Switch to st.navigation's mode and rerun through app.py (every page imports this module)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_multipage_mode()
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
@@ -49,3 +67,60 @@ def start_new_job(config: TrainConfig, dataset: Dataset, paused: bool = False) -
         return None
     st.session_state[JOB_KEY] = job
     return job
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A trained model to look at, with the data it was trained on."""
+
+    model: VAE
+    config: TrainConfig
+    dataset: Dataset
+    label: str
+
+
+@st.cache_resource(show_spinner=False)
+def _pretrained(name: str):
+    return load_pretrained(name)  # shared by all sessions: never mutate the model it returns
+
+
+def choose_model(key: str) -> ModelChoice | None:
+    """One picker for every page: the live training run, a bundled checkpoint, or an uploaded one."""
+    options = (["live"] if current_job() is not None else []) + list(PRETRAINED) + ["upload"]
+    labels = {"live": "The live training run (Train page)", "upload": "Upload a checkpoint (.safetensors)",
+              **{name: f"Bundled: {text}" for name, text in PRETRAINED.items()}}
+    source = st.selectbox("Which trained model?", options, format_func=labels.get, key=key)
+    if source == "live":
+        job = current_job()
+        model = job.model()
+        if model is None:
+            st.info("The live run has not taken a step yet.")
+            return None
+        return ModelChoice(model, job.config, job.dataset, labels["live"])
+    if source == "upload":
+        return _uploaded_model(key)
+    checkpoint = _pretrained(source)
+    return ModelChoice(checkpoint.model, checkpoint.config, cached_dataset(checkpoint.config.dataset), labels[source])
+
+
+def _uploaded_model(key: str) -> ModelChoice | None:
+    upload = st.file_uploader("A checkpoint saved by the Train page or `python -m vae train --out`",
+                              type=["safetensors"], key=key + ":upload")
+    if upload is None:
+        return None
+    try:
+        checkpoint = load_checkpoint(upload.getvalue())
+    except CheckpointError as error:
+        st.error(f"That checkpoint was refused: {error}")
+        return None
+    try:
+        dataset = cached_dataset(checkpoint.config.dataset)
+    except DataError:
+        st.warning(f"It was trained on {checkpoint.config.dataset}, which is not available here; "
+                   "the bundled digits are shown if their size fits.")
+        dataset = cached_dataset("digits")
+    if tuple(dataset.image_shape) != tuple(checkpoint.config.model.input_shape):
+        st.error(f"This model expects {checkpoint.config.model.input_shape} images, but the data available is "
+                 f"{dataset.image_shape}.")
+        return None
+    return ModelChoice(checkpoint.model, checkpoint.config, dataset, upload.name)

@@ -275,3 +275,42 @@ def test_monte_carlo_kl_needs_a_sample_and_a_known_family():
         posterior_kl("logistic", LOC, SCALE)
     with pytest.raises(ValueError, match="posterior family"):
         posterior_kl("cauchy", LOC, SCALE)
+
+
+# --- what the Reparameterization page shows ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_transform_demo_draws_lie_on_the_transform_curve(name):
+    from vae.families import transform_demo
+
+    family = FAMILIES[name]
+    demo = transform_demo(family, family.defaults, count=500, seed=3)
+    assert demo.noise.shape == demo.z.shape == (500,)
+    assert np.all(np.diff(demo.curve_noise) > 0) and np.all(np.diff(demo.curve_z) > 0)  # g increases in the noise
+    inside = (demo.noise > demo.curve_noise[0]) & (demo.noise < demo.curve_noise[-1])
+    np.testing.assert_allclose(np.interp(demo.noise[inside], demo.curve_noise, demo.curve_z), demo.z[inside],
+                               rtol=0.02, atol=0.02 * np.ptp(demo.curve_z))
+    again = transform_demo(family, family.defaults, count=500, seed=3)
+    np.testing.assert_array_equal(demo.z, again.z)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_gradients_at_match_the_analytic_derivatives(name):
+    from vae.families import gradients_at
+
+    family = FAMILIES[name]
+    noise = 0.7 if family.kind == "location-scale" else 0.3
+    by_autograd = gradients_at(family, family.defaults, noise)
+    analytic = family.derivatives({k: torch.tensor(v, dtype=torch.float64) for k, v in family.defaults.items()},
+                                  torch.tensor(noise, dtype=torch.float64))
+    assert set(by_autograd) == set(family.reparameterized_params)
+    for param, value in by_autograd.items():
+        assert value == pytest.approx(float(analytic[param]), rel=1e-9, abs=1e-12)
+
+
+def test_base_distribution_is_standard_member_or_uniform():
+    from vae.families import base_distribution
+
+    assert base_distribution(FAMILIES["gaussian"], {"loc": 3.0, "scale": 2.0}).std() == pytest.approx(1.0)
+    assert base_distribution(FAMILIES["cauchy"], FAMILIES["cauchy"].defaults).cdf(0.25) == pytest.approx(0.25)

@@ -4,6 +4,7 @@ import base64
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vae.figures import (
@@ -69,3 +70,26 @@ def test_png_data_uri_round_trips():
     assert uri.startswith("data:image/png;base64,")
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
     np.testing.assert_array_equal(decoded, grid)
+
+
+def test_transform_figure_keeps_heavy_tails_in_view():
+    from vae.figures import transform_figure
+
+    noise = np.array([0.1, 0.5, 0.999999])
+    z = np.array([-3.0, 0.0, 3e5])  # one Cauchy-like outlier
+    figure = transform_figure(noise, z, np.linspace(0.01, 0.99, 5), np.linspace(-30, 30, 5), (0.5, 0.0), "u")
+    assert tuple(figure.layout.yaxis.range) == pytest.approx((-33.0, 33.0))
+    assert figure.data[-1].name == "picked point" and list(figure.data[-1].x) == [0.5]
+
+
+def test_density_and_posterior_figures():
+    from vae.figures import density_figure, posterior_figure
+
+    samples = np.random.default_rng(0).normal(size=1000)
+    grid = np.linspace(-3, 3, 50)
+    figure = density_figure(samples, grid, np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi), "eps", "ε")
+    assert figure.data[0].histnorm == "probability density" and figure.data[0].marker.color == PALETTE["eps"]
+    posterior = posterior_figure(np.array([0.0, 1.0]), np.array([0.5, 0.2]), np.zeros((10, 2)))
+    mu = posterior.data[1]
+    assert list(mu.y) == [0.0, 1.0] and list(mu.error_y.array) == pytest.approx([0.5, 0.2])
+    assert len(posterior.data[0].x) == 20  # every draw of every dimension

@@ -20,6 +20,9 @@ from vae.config import ConfigError, TrainConfig
 from vae.model import VAE
 
 FORMAT = "reparam-lab/1"
+# Small models made by `python -m vae train` (commands in README.md), so every page works offline at once.
+PRETRAINED_DIR = Path(__file__).with_name("pretrained")
+PRETRAINED = {"digits": "digits, 8-D latent", "digits-2d": "digits, 2-D latent"}
 
 
 class CheckpointError(ValueError):
@@ -109,3 +112,10 @@ def _check_tensors(found: dict[str, torch.Tensor], expected: dict[str, torch.Ten
             )
         if not torch.isfinite(found[name]).all():
             raise CheckpointError(f"Tensor {name} contains NaN or infinite values.")
+
+
+def load_pretrained(name: str) -> Checkpoint:
+    """One of the bundled checkpoints in `PRETRAINED`."""
+    if name not in PRETRAINED:
+        raise CheckpointError(f"There is no bundled checkpoint {name!r}; choose one of {', '.join(PRETRAINED)}.")
+    return load_checkpoint(PRETRAINED_DIR / f"{name}.safetensors")

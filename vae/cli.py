@@ -93,7 +93,8 @@ def _follow(job: TrainingJob, quiet: bool):
     snap = job.snapshot()
     total = job.config.epochs * snap.steps_per_epoch
     printed = 0
-    with tqdm(total=total, unit="step", disable=quiet, file=sys.stderr, leave=False) as bar:
+    # disable=None: no bar when stderr is not a terminal (a log file would fill with carriage returns).
+    with tqdm(total=total, unit="step", disable=True if quiet else None, file=sys.stderr, leave=False) as bar:
         while True:
             snap = job.snapshot()
             bar.update(snap.step - bar.n)

@@ -501,6 +501,51 @@ FAMILIES: dict[str, Family] = {
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# what the Reparameterization page shows: draws of the noise against z, the curve g, and dz/dparams
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def base_distribution(family: Family, params: Mapping[str, float]) -> ScipyDist:
+    """The law of the base noise: the standard member for a location-scale family, else Uniform(0, 1)."""
+    if family.kind == "location-scale":
+        return family.scipy_dist({**params, "loc": 0.0, "scale": 1.0})
+    return stats.uniform()
+
+
+@dataclass(frozen=True)
+class TransformDemo:
+    """`count` draws of the noise and the z they give, plus the curve z = g(params, noise) through them."""
+
+    noise: np.ndarray  # (count,)
+    z: np.ndarray  # (count,)
+    curve_noise: np.ndarray  # (points,), sorted
+    curve_z: np.ndarray  # (points,)
+
+
+def transform_demo(family: Family, params: Mapping[str, float], count: int = 3000, seed: int = 0) -> TransformDemo:
+    """Seeded draws through the family's own transform; the curve spans the noise's 0.5%-99.5% quantiles."""
+    generator = torch.Generator().manual_seed(seed)
+    resolved = {k: float(v) for k, v in family.resolve(params).items()}
+    noise = family.sample_base(count, generator, resolved).double()  # (count,)
+    base = base_distribution(family, resolved)
+    curve_noise = torch.as_tensor(base.ppf(np.linspace(0.005, 0.995, 400)), dtype=torch.float64)
+    with torch.no_grad():
+        z, curve_z = family.transform(resolved, noise), family.transform(resolved, curve_noise)
+    return TransformDemo(noise.numpy(), z.numpy(), curve_noise.numpy(), curve_z.numpy())
+
+
+def gradients_at(family: Family, params: Mapping[str, float], noise_value: float) -> dict[str, float]:
+    """dz/dparam at one noise value, by autograd through g: the numbers backpropagation multiplies by."""
+    leaves = {name: torch.tensor(float(value), dtype=torch.float64, requires_grad=name in
+                                 family.reparameterized_params)
+              for name, value in family.resolve(params).items()}
+    z = family.transform(leaves, torch.tensor(noise_value, dtype=torch.float64))
+    wanted = [leaves[name] for name in family.reparameterized_params]
+    grads = torch.autograd.grad(z, wanted)
+    return {name: float(g) for name, g in zip(family.reparameterized_params, grads, strict=True)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # families as VAE posteriors q(z|x) against the prior p(z) = the same family at loc 0, scale 1
 # ---------------------------------------------------------------------------------------------------------------
 

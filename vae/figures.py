@@ -118,3 +118,62 @@ def png_data_uri(grid: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(grid, mode="L").save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# --- the Reparameterization page ---------------------------------------------------------------------------------
+
+
+def _plain_layout(x_title: str, y_title: str, height: int) -> dict[str, Any]:
+    layout = _layout(x_title, height)
+    layout["yaxis"]["title"]["text"] = y_title
+    layout.pop("uirevision")
+    layout["hovermode"] = "closest"
+    return layout
+
+
+def transform_figure(noise: np.ndarray, z: np.ndarray, curve_noise: np.ndarray, curve_z: np.ndarray,
+                     picked: tuple[float, float], noise_name: str = "ε", height: int = 420) -> go.Figure:
+    """Draws of the noise (x) against z (y), the transform z = g(params, noise) through them, and the picked
+    point whose dz/dparams the page prints. The y range follows the curve, so heavy tails do not squash it."""
+    figure = go.Figure(layout=_plain_layout(f"base noise {noise_name}", "z = g(params, noise)", height))
+    figure.add_scatter(x=curve_noise.astype(np.float32), y=curve_z.astype(np.float32), mode="lines",
+                       name="z = g(params, noise)", line={"color": PALETTE["z"], "width": 2})
+    figure.add_scatter(x=noise.astype(np.float32), y=z.astype(np.float32), mode="markers", name="draws",
+                       marker={"color": PALETTE["eps"], "size": 7, "opacity": 0.5})
+    figure.add_scatter(x=[picked[0]], y=[picked[1]], mode="markers", name="picked point",
+                       marker={"color": PALETTE["mu"], "size": 16, "symbol": "diamond",
+                               "line": {"color": "black", "width": 2}})
+    low, high = float(np.min(curve_z)), float(np.max(curve_z))
+    margin = 0.05 * (high - low or 1.0)
+    figure.update_xaxes(range=[float(curve_noise[0]), float(curve_noise[-1])])
+    figure.update_yaxes(range=[low - margin, high + margin])
+    return figure
+
+
+def density_figure(samples: np.ndarray, grid: np.ndarray, density: np.ndarray, quantity: str, title: str,
+                   height: int = 320) -> go.Figure:
+    """A histogram of draws (as a density) with the exact density drawn over it."""
+    low, high = float(grid[0]), float(grid[-1])
+    shown = samples[(samples >= low) & (samples <= high)].astype(np.float32)
+    figure = go.Figure(layout=_plain_layout(title, "density", height))
+    figure.add_histogram(x=shown, histnorm="probability density", name="draws", nbinsx=60,
+                         marker={"color": PALETTE[quantity], "opacity": 0.55})
+    figure.add_scatter(x=grid.astype(np.float32), y=density.astype(np.float32), mode="lines", name="exact density",
+                       line={"color": "black", "width": 3})
+    figure.update_xaxes(range=[low, high])
+    return figure
+
+
+def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, height: int = 380) -> go.Figure:
+    """Per latent dimension: the encoder's mu(x) with a ±sigma(x) bar, and draws z = mu + sigma * eps."""
+    dims = np.arange(1, len(loc) + 1)
+    figure = go.Figure(layout=_plain_layout("latent dimension", "value", height))
+    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, size=z_samples.shape)
+    figure.add_scatter(x=(dims + jitter).ravel().astype(np.float32), y=z_samples.ravel().astype(np.float32),
+                       mode="markers", name="z = μ + σ·ε", marker={"color": PALETTE["z"], "size": 5, "opacity": 0.4})
+    figure.add_scatter(x=dims, y=loc.astype(np.float32), mode="markers", name="μ(x) ± σ(x)",
+                       marker={"color": PALETTE["mu"], "size": 14, "symbol": "diamond"},
+                       error_y={"type": "data", "array": scale.astype(np.float32), "color": PALETTE["sigma"],
+                                "thickness": 3, "width": 8})
+    figure.update_xaxes(tickmode="linear", dtick=1 if len(loc) <= 20 else 5)
+    return figure

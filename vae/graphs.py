@@ -31,9 +31,9 @@ TITLE_SIZE = FONT_SIZE + 6
 LABEL_SIZE = FONT_SIZE + 4  # node labels carry the maths: the largest text in the chart
 FONT = "Helvetica"
 
-# Symbol of the value a node computes, for the gradient labels ∂L/∂·.
-# Invisible-size endpoints of the legend's sample arrows.
+# Endpoints of the legend's sample arrows.
 _LEGEND_POINTS = ("f0", "f1", "g0", "g1", "b0", "b1")
+# Symbol of the value a node computes, for the gradient labels ∂L/∂·.
 _SYMBOLS = {"decoder": "θ", "z": "z", "mu": "μ", "sigma": "σ", "encoder": "φ"}
 
 
@@ -62,7 +62,7 @@ class Graph:
     edges: tuple[Edge, ...]
 
     def node(self, node_id: str) -> Node:
-        return next(n for n in self.nodes if n.id == node_id)
+        return {n.id: n for n in self.nodes}[node_id]
 
     @property
     def loss(self) -> Node:
@@ -77,23 +77,23 @@ def computation_graph(reparameterized: bool) -> Graph:
     way, so it would add a gradient path to φ that hides the one the trick is about.
     """
     shared = (
-        Node("x", "x\n(data)", "input"),
-        Node("encoder", "encoder φ\nq_φ(z|x)", "deterministic"),
-        Node("mu", "μ = μ_φ(x)", "deterministic"),
-        Node("sigma", "σ = σ_φ(x)", "deterministic"),
-        Node("decoder", "decoder θ\np_θ(x|z)", "deterministic"),
-        Node("loss", "log p_θ(x|z)\n(reconstruction)", "output"),
+        Node("x", "x\ndata", "input"),
+        Node("encoder", "encoder\nφ", "deterministic"),
+        Node("mu", "μ\nmean", "deterministic"),
+        Node("sigma", "σ\nstd. dev.", "deterministic"),
+        Node("decoder", "decoder\nθ", "deterministic"),
+        Node("loss", "L =\nlog p_θ(x|z)", "output"),
     )
     into_mu_sigma = (Edge("x", "encoder", "forward"), Edge("encoder", "mu", "forward"),
                      Edge("encoder", "sigma", "forward"))
     out_of_z = (Edge("z", "decoder", "forward"), Edge("decoder", "loss", "forward"))
     if reparameterized:
-        middle_nodes = (Node("eps", "ε ~ N(0, I)", "random"), Node("z", "z = μ + σ ⊙ ε", "deterministic"))
+        middle_nodes = (Node("eps", "ε ~ N(0, I)", "random"), Node("z", "z =\nμ + σ ⊙ ε", "deterministic"))
         middle_edges = (Edge("mu", "z", "forward"), Edge("sigma", "z", "forward"),
-                        Edge("eps", "z", "noise", "noise from outside:\nno gradient needed"))
+                        Edge("eps", "z", "noise", "noise from outside,\nno gradient needed"))
         title = "After: z = μ + σ ⊙ ε is deterministic, so ∂L/∂φ flows back through μ and σ"
     else:
-        middle_nodes = (Node("q", "q_φ(z|x)\n= N(μ, σ²)", "deterministic"), Node("z", "z ~ N(μ, σ²)", "random"))
+        middle_nodes = (Node("q", "q_φ(z|x)\n= N(μ, σ²)", "deterministic"), Node("z", "z\nrandom draw", "random"))
         middle_edges = (Edge("mu", "q", "forward"), Edge("sigma", "q", "forward"),
                         Edge("q", "z", "blocked", "sample"))
         title = "Before: z is sampled, so ∂L/∂φ cannot get past the sampling step"
@@ -132,15 +132,15 @@ def dot_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _attributes(**attributes: str | int) -> str:
+def _attributes(**attributes: str | float) -> str:
     """`[key=value, ...]`, strings quoted, so labels with spaces, quotes or Unicode stay one token."""
     parts = [f"{key}={dot_string(value) if isinstance(value, str) else value}" for key, value in attributes.items()]
     return "[" + ", ".join(parts) + "]"
 
 
-def _node_style(node: Node) -> dict[str, str | int]:
+def _node_style(node: Node) -> dict[str, str | float]:
     """Shape by kind (box = deterministic, ellipse = random), border in the quantity's PALETTE colour."""
-    style: dict[str, str | int] = {"label": node.label, "shape": "box", "style": "rounded"}
+    style: dict[str, str | float] = {"label": node.label, "shape": "box", "style": "rounded"}
     if node.kind == "random":
         style.update(shape="ellipse", style="filled", fillcolor=RANDOM_FILL)
     elif node.kind == "input":
@@ -157,7 +157,7 @@ def _node_style(node: Node) -> dict[str, str | int]:
 def _gradient_label(edge: Edge, fan_out: int) -> str:
     """∂L/∂(source); where the source feeds several paths, only this path's chain-rule share."""
     source, target = (_SYMBOLS.get(i, i) for i in (edge.source, edge.target))
-    return f"∂L/∂{source}" if fan_out == 1 else f"∂L/∂{target} · ∂{target}/∂{source}"
+    return f"∂L/∂{source}" if fan_out == 1 else f"∂L/∂{target} ·\n∂{target}/∂{source}"
 
 
 def _gradient_edge(edge: Edge, fan_out: int) -> str:
@@ -176,7 +176,7 @@ def _blocked_edge(edge: Edge) -> str:
 
 
 def _forward_edge(edge: Edge) -> str:
-    style: dict[str, str | int] = {"penwidth": 2}
+    style: dict[str, str | float] = {"penwidth": 2}
     if edge.label:
         style["label"] = edge.label
     if edge.role == "noise":
@@ -184,11 +184,12 @@ def _forward_edge(edge: Edge) -> str:
     return f"  {edge.source} -> {edge.target} {_attributes(**style)};"
 
 
-def _header(name: str, title: str) -> list[str]:
+def _header(name: str, title: str, rankdir: str = "LR", ranksep: float = 0.6) -> list[str]:
+    graph = _attributes(rankdir=rankdir, label=title, labelloc="t", fontsize=TITLE_SIZE, fontname=FONT, nodesep=0.4,
+                        ranksep=ranksep)
     return [
         f"digraph {dot_string(name)} {{",
-        # LR: columns in data-flow order, as the other pages lay out encoder -> latent -> decoder.
-        f"  graph {_attributes(rankdir='LR', label=title, labelloc='t', fontsize=TITLE_SIZE, fontname=FONT, nodesep=0.4, ranksep=0.6)};",  # noqa: E501
+        f"  graph {graph};",
         f"  node {_attributes(fontsize=LABEL_SIZE, fontname=FONT, margin='0.2,0.1')};",
         f"  edge {_attributes(fontsize=FONT_SIZE, fontname=FONT)};",
     ]
@@ -197,6 +198,7 @@ def _header(name: str, title: str) -> list[str]:
 def to_dot(graph: Graph, highlight_backprop: bool = True) -> str:
     """DOT text of `graph`: values flow left to right in black; with `highlight_backprop`, the gradient of
     the loss runs back in red dashes, and a red dotted ✗ marks where it is blocked."""
+    # LR: columns in data-flow order, as the other pages lay out encoder -> latent -> decoder.
     lines = _header(graph.name, graph.title)
     lines += [f"  {node.id} {_attributes(**_node_style(node))};" for node in graph.nodes]
     # μ and σ (and ε) in one column, so z's inputs line up whichever graph is shown.
@@ -210,16 +212,19 @@ def to_dot(graph: Graph, highlight_backprop: bool = True) -> str:
 
 
 def legend_dot() -> str:
-    """A small chart explaining the drawing: box = deterministic, ellipse = random, red = gradients."""
+    """A one-row chart explaining the drawing: box = deterministic, ellipse = random, red = gradients."""
     gradient = {"dir": "back", "color": GRADIENT_COLOUR, "fontcolor": GRADIENT_COLOUR, "penwidth": 3}
-    lines = _header("legend", "Legend")
+    # Top to bottom, so the shapes and the short sample arrows sit side by side in one low row.
+    lines = _header("legend", "Legend", rankdir="TB", ranksep=0.4)
     lines += [
-        f"  deterministic {_attributes(label='deterministic (box)', shape='box', style='rounded')};",
-        f"  random {_attributes(label='random (ellipse)', shape='ellipse', style='filled', fillcolor=RANDOM_FILL)};",
-        *[f"  {point} {_attributes(label='', shape='point', width=0.1)};" for point in _LEGEND_POINTS],
-        f"  f0 -> f1 {_attributes(label='value, forward', penwidth=2)};",
-        f"  g0 -> g1 {_attributes(label='gradient ∂L/∂·, backward', style='dashed', **gradient)};",
-        f"  b0 -> b1 {_attributes(label='✗ blocked: no gradient', style='dotted', arrowtail='tee', **gradient)};",
+        f"  data {_attributes(label='data', shape='box', style='rounded,filled', fillcolor=INPUT_FILL)};",
+        f"  deterministic {_attributes(label='deterministic', shape='box', style='rounded')};",
+        f"  random {_attributes(label='random', shape='ellipse', style='filled', fillcolor=RANDOM_FILL)};",
+        *[f"  {point} {_attributes(label='', shape='point', width=0.12)};" for point in _LEGEND_POINTS],
+        "  { rank=same; data deterministic random f0 g0 b0 }",
+        f"  f0 -> f1 {_attributes(label=' value (forward)', penwidth=2)};",
+        f"  g0 -> g1 {_attributes(label=' gradient ∂L/∂· (backward)', style='dashed', **gradient)};",
+        f"  b0 -> b1 {_attributes(label=' ✗ blocked: no gradient', style='dotted', arrowtail='tee', **gradient)};",
     ]
     return "\n".join([*lines, "}"])
 
