@@ -21,5 +21,6 @@ pages = [
     st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/reparameterization.py", title="Reparameterization", icon=":material/shuffle:"),
+    st.Page("pages/estimators.py", title="Estimators", icon=":material/query_stats:"),
 ]
 st.navigation(pages, position="top").run()  # the sidebar would take a third of a projector

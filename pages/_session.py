@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import streamlit as st
@@ -56,17 +57,30 @@ def current_job() -> TrainingJob | None:
 def start_new_job(config: TrainConfig, dataset: Dataset, paused: bool = False) -> TrainingJob | None:
     """Replace the session's job with a fresh one; an error sentence in the page if the server is full."""
     old = current_job()
-    if old is not None:
-        old.stop()
-        old.join(timeout=5)  # frees its slot before the new job asks for one
-    job = TrainingJob(config, dataset)
+    jobs = start_jobs({"main": config}, dataset, replacing=[old] if old else [], paused=paused)
+    if jobs is None:
+        return None
+    st.session_state[JOB_KEY] = jobs["main"]
+    return jobs["main"]
+
+
+def start_jobs(configs: dict[str, TrainConfig], dataset: Dataset, replacing: Iterable[TrainingJob] = (),
+               paused: bool = False, **job_options) -> dict[str, TrainingJob] | None:
+    """Stop `replacing` (freeing their slots), then start one job per config; all or none."""
+    for job in replacing:
+        job.stop()
+        job.join(timeout=5)
+    jobs: dict[str, TrainingJob] = {}
     try:
-        job.start(paused=paused)
+        for name, config in configs.items():
+            jobs[name] = TrainingJob(config, dataset, **job_options)
+            jobs[name].start(paused=paused)
     except JobLimitError as error:
+        for job in jobs.values():
+            job.stop()
         st.error(str(error))
         return None
-    st.session_state[JOB_KEY] = job
-    return job
+    return jobs
 
 
 @dataclass(frozen=True)

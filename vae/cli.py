@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
 from vae.checkpoints import save_checkpoint
 from vae.config import DEVICES, LIKELIHOODS, POSTERIOR_FAMILIES, PRESETS, ConfigError, TrainConfig, preset_config
 from vae.data import DataError, load_dataset
+from vae.estimators import BASELINES, COSTS, ESTIMATORS, cost_function, exact_gradient, exact_variance
 from vae.job import EpochMetrics, JobStatus, TrainingJob, metrics_summary
 
 
@@ -20,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vae", description="Train and inspect small VAEs.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_train(verbs.add_parser("train", help="train a VAE and save a checkpoint", description=_TRAIN_HELP))
+    _add_variance(verbs.add_parser("variance", help="compare the two gradient estimators' variance on a toy cost",
+                                   description=_VARIANCE_HELP))
     return parser
 
 
@@ -125,10 +131,89 @@ def _result(job: TrainingJob, final) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# variance: the Estimators page's variance lab, headless
+# ---------------------------------------------------------------------------------------------------------------
+
+_VARIANCE_HELP = (
+    "Estimate d/dmu and d/dsigma of E[f(z)], z ~ N(mu, sigma^2), with the pathwise and the score function "
+    "estimators, one draw per estimate (both see the same draws), and set each estimator's empirical variance "
+    "beside the exact one. Per estimator and parameter: mean = the average of the single-sample estimates (the "
+    "mean gradient); variance = their empirical variance; stderr = the standard error of that mean gradient, "
+    "sqrt(variance / samples); exact_variance = the exact variance of the single-sample estimator (closed form "
+    "or quadrature; with the moving_average baseline computed at b = E[f], where the moving average settles)."
+)
+_CHUNK = 200_000  # estimates per batched call: a million samples stay within a few hundred MB
+
+
+def _add_variance(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cost", default="(z-k)^2", help=f"the toy cost f(z; k), one of: {', '.join(COSTS)}")
+    parser.add_argument("--k", type=float, help="the cost's parameter k (default: the cost's own)")
+    parser.add_argument("--mu", type=float, default=0.0, help="mean of z (default 0)")
+    parser.add_argument("--sigma", type=float, default=1.0, help="standard deviation of z (default 1)")
+    parser.add_argument("--samples", type=int, default=1_000_000,
+                        help="single-sample estimates per estimator (default 1000000)")
+    parser.add_argument("--baseline", default="none", choices=BASELINES,
+                        help="baseline of the score function estimator (default none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
+
+
+def run_variance(args: argparse.Namespace) -> int:
+    if args.cost not in COSTS:
+        raise ConfigError(f"Unknown cost {args.cost!r}; choose one of: {', '.join(COSTS)}.")
+    if not args.sigma > 0:
+        raise ConfigError(f"sigma must be positive; got {args.sigma}.")
+    if args.samples < 2:
+        raise ConfigError("--samples must be at least 2: a variance needs two estimates.")
+    k = COSTS[args.cost].default_k if args.k is None else args.k
+    result = {"cost": args.cost, "mu": args.mu, "sigma": args.sigma, "k": k, "samples": args.samples,
+              "estimators": {name: _estimator_summary(name, args, k) for name in ESTIMATORS}}
+    print(json.dumps(result) if args.json else _variance_table(result, exact_gradient(args.cost, args.mu,
+                                                                                       args.sigma, k)))
+    return 0
+
+
+def _estimator_summary(estimator: str, args: argparse.Namespace, k: float) -> dict:
+    """{"mu": {...}, "sigma": {...}} (and the score function's "baseline") from args.samples single-draw estimates."""
+    generator = torch.Generator().manual_seed(args.seed)  # the same seed for both: the same draws
+    params = {"loc": torch.tensor(args.mu, dtype=torch.float64), "scale": torch.tensor(args.sigma, dtype=torch.float64)}
+    chunks = [ESTIMATORS[estimator](cost_function(args.cost, k), params, 1, min(_CHUNK, args.samples - start),
+                                    generator=generator, baseline=args.baseline)
+              for start in range(0, args.samples, _CHUNK)]
+    exact = exact_variance(args.cost, estimator, args.mu, args.sigma, k, args.baseline)
+    summary = {"baseline": args.baseline} if estimator == "score_function" else {}
+    for param, symbol in (("loc", "mu"), ("scale", "sigma")):
+        values = torch.cat([chunk[param] for chunk in chunks]).numpy()  # (samples,)
+        variance = float(np.var(values, ddof=1))
+        summary[symbol] = {"mean": float(values.mean()), "variance": variance,
+                           "stderr": math.sqrt(variance / len(values)), "exact_variance": exact[param]}
+    return summary
+
+
+def _variance_table(result: dict, gradient: dict[str, float]) -> str:
+    lines = [
+        f"f(z) = {result['cost']}, k = {result['k']:g}; z ~ N(mu, sigma^2), mu = {result['mu']:g}, "
+        f"sigma = {result['sigma']:g}; {result['samples']} single-sample estimates per estimator",
+        f"exact gradient: d/dmu = {gradient['loc']:.6g}, d/dsigma = {gradient['scale']:.6g}",
+        "",
+        f"{'estimator':<32}{'param':<7}{'mean':>12}{'variance':>14}{'stderr':>12}{'exact variance':>16}",
+    ]
+    for name, summary in result["estimators"].items():
+        label = f"{name} (baseline {summary['baseline']})" if "baseline" in summary else name
+        for symbol in ("mu", "sigma"):
+            row = summary[symbol]
+            lines.append(f"{label:<32}{symbol:<7}{row['mean']:>12.6f}{row['variance']:>14.6g}{row['stderr']:>12.3g}"
+                         f"{row['exact_variance']:>16.6g}")
+            label = ""
+    lines.append("(stderr: the standard error of the mean gradient, sqrt(variance / samples))")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": run_train}[args.verb](args)
+        return {"train": run_train, "variance": run_variance}[args.verb](args)
     except (ConfigError, DataError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@ from typing import Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 POSTERIOR_FAMILIES = ("gaussian", "laplace", "logistic", "student-t")  # vae.families implements each
+ANALYTIC_KL_FAMILIES = ("gaussian", "laplace")  # torch.distributions.kl_divergence knows these pairs
+ENCODER_GRADIENTS = ("pathwise", "score_function")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_LATENT_DIM = 64
 
@@ -58,6 +60,7 @@ class TrainConfig:
     lr: float = 3e-3
     beta: float = 1.0
     kl_warmup_epochs: float = 0.0  # beta ramps linearly from 0 over this many epochs
+    encoder_gradient: str = "pathwise"  # how the encoder's gradient of E_q[log p(x|z)] is estimated
     seed: int = 0
     device: str = "auto"
 
@@ -71,6 +74,11 @@ class TrainConfig:
             (self.kl_warmup_epochs >= 0, "The KL warm-up cannot be negative."),
             (self.device in DEVICES, f"Unknown device {self.device!r}; choose one of {', '.join(DEVICES)}."),
         ]
+        if self.encoder_gradient not in ENCODER_GRADIENTS:
+            raise ConfigError(f"Unknown encoder gradient {self.encoder_gradient!r}; choose one of "
+                              f"{', '.join(ENCODER_GRADIENTS)}.")
+        if self.encoder_gradient == "score_function" and self.model.posterior not in ANALYTIC_KL_FAMILIES:
+            raise ConfigError("Score-function training needs a posterior with an exact KL (gaussian or laplace).")
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.families import posterior_kl, posterior_rsample
+from vae.families import FAMILIES, posterior_kl, posterior_params, posterior_rsample
 from vae.model import VAE
 
 
@@ -16,25 +16,44 @@ class ElboTerms:
 
     reconstruction: torch.Tensor  # single-sample Monte Carlo estimate of E_q[log p(x|z)]
     kl: torch.Tensor  # KL(q(z|x) || p(z)): analytic for Gaussian and Laplace posteriors, else Monte Carlo
+    score_surrogate: torch.Tensor | None = None  # (f(z) - b) log q(z|x): its gradient is the REINFORCE estimate
 
     @property
     def elbo(self) -> torch.Tensor:
         return self.reconstruction - self.kl
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None) -> ElboTerms:
-    """One reparameterized draw z ~ q(z|x) per example; x (B, D) in [0, 1].
+def elbo_terms(
+    model: VAE,
+    x: torch.Tensor,
+    generator: torch.Generator | None = None,
+    encoder_gradient: str = "pathwise",
+    baseline: torch.Tensor | float = 0.0,
+) -> ElboTerms:
+    """One draw z ~ q(z|x) per example; x (B, D) in [0, 1].
 
     The KL is analytic where torch.distributions has it (Gaussian, Laplace) and otherwise the single-sample
     Monte Carlo estimate log q(z|x) - log p(z) at that same z (Kingma & Welling 2014, eqs. 6-7).
+    With encoder_gradient="score_function" the draw is detached, as if there were no trick: the encoder then
+    learns from E_q[log p(x|z)] only through the score, (log p(x|z) - baseline) * d/dphi log q(z|x).
     """
     family = model.config.posterior
     loc, scale = model.encode(x)  # (B, K) each
     z = posterior_rsample(family, loc, scale, generator)  # (B, K): z = g(loc, scale, noise)
+    if encoder_gradient == "score_function":
+        z = z.detach()  # the sampling step blocks the gradient
     reconstruction = model.likelihood(model.decode(z)).log_prob(x)  # (B,)
-    return ElboTerms(reconstruction=reconstruction, kl=posterior_kl(family, loc, scale, z))
+    surrogate = None
+    if encoder_gradient == "score_function":
+        log_q = FAMILIES[family].log_prob(z, posterior_params(family, loc, scale)).sum(-1)  # (B,)
+        surrogate = (reconstruction.detach() - baseline) * log_q
+    return ElboTerms(reconstruction, posterior_kl(family, loc, scale, z), surrogate)
 
 
 def training_loss(terms: ElboTerms, beta: float = 1.0) -> torch.Tensor:
-    """The quantity SGD minimises: -(E_q[log p(x|z)] - beta * KL), averaged over the minibatch."""
-    return -(terms.reconstruction - beta * terms.kl).mean()
+    """The quantity SGD minimises: -(E_q[log p(x|z)] - beta * KL), averaged over the minibatch. A score-function
+    surrogate adds its gradient and nothing to the value (s - s.detach() is zero)."""
+    objective = terms.reconstruction - beta * terms.kl  # (B,)
+    if terms.score_surrogate is not None:
+        objective = objective + terms.score_surrogate - terms.score_surrogate.detach()
+    return -objective.mean()

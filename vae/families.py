@@ -39,7 +39,8 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from vae.config import POSTERIOR_FAMILIES  # the config names the posterior families; this module implements them
+# The config names the posterior families; this module implements them.
+from vae.config import ANALYTIC_KL_FAMILIES, POSTERIOR_FAMILIES
 
 Kind = Literal["location-scale", "inverse-CDF"]
 Params = Mapping[str, torch.Tensor | float]
@@ -550,7 +551,7 @@ def gradients_at(family: Family, params: Mapping[str, float], noise_value: float
 # ---------------------------------------------------------------------------------------------------------------
 
 POSTERIOR_DF = 3.0  # nu of a Student-t posterior and prior: fixed, since nu is not reparameterized
-ANALYTIC_KL = ("gaussian", "laplace")  # pairs registered with torch.distributions.kl_divergence
+ANALYTIC_KL = ANALYTIC_KL_FAMILIES  # pairs registered with torch.distributions.kl_divergence
 
 
 def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:

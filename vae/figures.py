@@ -177,3 +177,76 @@ def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, 
                                 "thickness": 3, "width": 8})
     figure.update_xaxes(tickmode="linear", dtick=1 if len(loc) <= 20 else 5)
     return figure
+
+
+# --- the Estimators page -----------------------------------------------------------------------------------------
+
+ESTIMATOR_LABELS = {"pathwise": "pathwise (reparameterization)", "score_function": "score function (REINFORCE)"}
+
+
+def estimates_histogram_figure(estimates: dict[str, np.ndarray], exact: float, x_title: str,
+                               height: int = 380) -> go.Figure:
+    """Many gradient estimates per estimator, overlaid, with the exact gradient as a vertical line. The x range
+    covers the central 98% of the wider estimator, so one wild score-function draw does not hide the rest."""
+    everything = np.concatenate(list(estimates.values()))
+    low, high = np.percentile(everything, [1, 99])
+    low, high = min(low, exact), max(high, exact)
+    figure = go.Figure(layout=_plain_layout(x_title, "density", height))
+    for name, values in estimates.items():
+        figure.add_histogram(x=values.astype(np.float32), histnorm="probability density", name=ESTIMATOR_LABELS[name],
+                             marker={"color": PALETTE[name]}, opacity=0.55, xbins={"start": low, "end": high,
+                                                                                    "size": (high - low) / 80 or 1})
+    figure.add_vline(x=exact, line={"color": "black", "width": 3, "dash": "dash"})
+    figure.add_annotation(x=exact, y=0.95, yref="paper", text=" exact gradient", showarrow=False, xanchor="left",
+                          font={"size": FONT_SIZE}, bgcolor="rgba(255,255,255,0.8)")
+    figure.update_layout(barmode="overlay")
+    figure.update_xaxes(range=[low, high])
+    return figure
+
+
+def variance_curve_figure(num_samples: np.ndarray, empirical: dict[str, np.ndarray], exact: dict[str, np.ndarray],
+                          height: int = 380) -> go.Figure:
+    """Variance against K on log-log axes: points measured, lines exact (slope -1: variance / K)."""
+    figure = go.Figure(layout=_plain_layout("samples per estimate K", "variance of the estimate", height))
+    for name in empirical:
+        figure.add_scatter(x=num_samples, y=exact[name], mode="lines", name=f"{ESTIMATOR_LABELS[name]}, exact",
+                           line={"color": PALETTE[name], "width": 3})
+        figure.add_scatter(x=num_samples, y=empirical[name], mode="markers", name=f"{ESTIMATOR_LABELS[name]}, measured",
+                           marker={"color": PALETTE[name], "size": 11, "symbol": "circle-open", "line": {"width": 3}})
+    figure.update_xaxes(type="log", dtick=np.log10(2) * 2)
+    figure.update_yaxes(type="log", exponentformat="power")
+    return figure
+
+
+def tensor_variance_figure(names: list[str], variances: dict[str, np.ndarray], height: int = 380) -> go.Figure:
+    """Per encoder weight tensor, the variance of each estimator's gradient estimates (log scale)."""
+    figure = go.Figure(layout=_plain_layout("encoder weight tensor", "variance per element", height))
+    for name, values in variances.items():
+        figure.add_bar(x=names, y=values.astype(np.float64), name=ESTIMATOR_LABELS[name],
+                       marker={"color": PALETTE[name]})
+    figure.update_yaxes(type="log", exponentformat="power")
+    figure.update_layout(barmode="group")
+    return figure
+
+
+def race_elbo_figure(curves: dict[str, dict[str, np.ndarray]], height: int = 360) -> go.Figure:
+    """The training ELBO of each racer (a trailing mean of the per-step values) on one chart."""
+    figure = go.Figure(layout=_layout("SGD step", height))
+    figure.update_yaxes(title={"text": "training ELBO (nats per example)"})
+    for name, train in curves.items():
+        window = max(1, len(train["step"]) // 50)
+        figure.add_scatter(x=train["step"], y=running_mean(train["elbo"], window).astype(np.float32), mode="lines",
+                           name=ESTIMATOR_LABELS[name], line={"color": PALETTE[name], "width": 3},
+                           hovertemplate="%{y:.2f}")
+    return figure
+
+
+def race_variance_figure(probes: dict[str, dict[str, np.ndarray]], height: int = 360) -> go.Figure:
+    """Each racer's encoder-gradient variance, measured along the way (log scale)."""
+    figure = go.Figure(layout=_layout("SGD step", height))
+    figure.update_yaxes(title={"text": "gradient variance"}, type="log", exponentformat="power")
+    for name, probe in probes.items():
+        figure.add_scatter(x=probe["step"], y=probe["variance"].astype(np.float64), mode="lines+markers",
+                           name=ESTIMATOR_LABELS[name], line={"color": PALETTE[name], "width": 3},
+                           hovertemplate="%{y:.3g}")
+    return figure

@@ -24,6 +24,7 @@ from vae.checkpoints import checkpoint_bytes
 from vae.config import TrainConfig
 from vae.data import Dataset, load_dataset
 from vae.elbo import ElboTerms, elbo_terms, training_loss
+from vae.encoder_gradients import encoder_gradient_samples, mean_variance
 from vae.model import VAE, build_model
 
 MAX_ACTIVE_JOBS = 4  # threads alive at once in this process: 2 cores cannot serve more usefully
@@ -129,6 +130,7 @@ class JobSnapshot:
     steps_per_second: float
     device: str
     train: dict[str, np.ndarray]  # "step" and TRAIN_METRICS, per step (thinned)
+    gradient_variance: dict[str, np.ndarray]  # "step", "variance": the variance probe, when one was asked for
     held_out: tuple[EpochMetrics, ...]
     config: TrainConfig
     learning_rate: float
@@ -163,6 +165,7 @@ class TrainingJob:
         num_threads: int | None = 1,
         sync_every: int = 10,
         history_capacity: int = 4000,
+        variance_probe_every: int = 0,
     ) -> None:
         config.validate()
         dataset = dataset if dataset is not None else load_dataset(config.dataset)
@@ -170,6 +173,8 @@ class TrainingJob:
         self.config = config.replace(dataset=dataset.name, input_shape=tuple(dataset.image_shape))
         self.dataset = dataset
         self._worker = _Worker(self.config, dataset, num_threads, sync_every, history_capacity)
+        # Every this many steps, measure how noisy the encoder's gradient estimate is (the estimator race).
+        self._worker.variance_probe_every = variance_probe_every
         weakref.finalize(self, self._worker.request_stop)
 
     def start(self, paused: bool = False) -> None:
@@ -244,6 +249,8 @@ class _Worker:
         self._pending_steps, self._new_lr = 0, None
         self._lr, self._diverged = config.lr, False
         self._history = MetricHistory(TRAIN_METRICS, history_capacity)
+        self._variance_history = MetricHistory(("variance",), history_capacity)
+        self.variance_probe_every = 0
         self._held_out: list[EpochMetrics] = []
         self._published_step, self._steps_per_second = 0, 0.0
         # The model lock is held while weights change, so a reader never copies half an update.
@@ -290,6 +297,7 @@ class _Worker:
                 steps_per_second=self._steps_per_second,
                 device=str(self.device),
                 train=self._history.arrays(),
+                gradient_variance=self._variance_history.arrays(),
                 held_out=tuple(self._held_out),
                 config=self.config,
                 learning_rate=self._lr,
@@ -336,6 +344,7 @@ class _Worker:
         # Fused Adam: one kernel for all tensors instead of several per tensor (about +20% steps/s on a CPU).
         self._optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
         self._step, self._first_unflushed = 0, 1
+        self._baseline: torch.Tensor | float = 0.0  # score-function training: moving average of log p(x|z)
         self._pending: list[torch.Tensor] = []
         self._rate_clock = (time.perf_counter(), 0)
         with self._model_lock:
@@ -385,13 +394,16 @@ class _Worker:
             self._order = torch.randperm(len(self._x_train), generator=self._generator, device=self.device)
         batch = self._x_train[self._order[position * self.config.batch_size : (position + 1) * self.config.batch_size]]
         with self._model_lock:
-            terms = elbo_terms(self._model, batch, self._generator)
+            terms = elbo_terms(self._model, batch, self._generator, self.config.encoder_gradient, self._baseline)
             loss = training_loss(terms, self._beta())
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self._model.parameters()])
             self._optimizer.step()
             self._step += 1
+        if terms.score_surrogate is not None:  # the baseline never uses the current draws: still unbiased
+            mean = terms.reconstruction.mean().detach()
+            self._baseline = mean if self._step == 1 else 0.9 * self._baseline + 0.1 * mean
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
         row = [terms.elbo.mean(), terms.reconstruction.mean(), terms.kl.mean(), grad_norm, finite]
         self._pending.append(torch.stack(row).detach())  # (5,), still on the device
@@ -422,6 +434,23 @@ class _Worker:
                 previous = self._steps_per_second
                 self._steps_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate
         self._rate_clock = (now, self._step)
+        self._maybe_probe_variance()
+
+    def _maybe_probe_variance(self) -> None:
+        """Every `variance_probe_every` steps: the variance of this run's own encoder-gradient estimator on a
+        fixed held-out minibatch, at the current weights (32 repetitions, batched)."""
+        every = self.variance_probe_every
+        if not every or self.config.model.posterior != "gaussian":
+            return
+        steps = self._variance_history.arrays()["step"]
+        if len(steps) and self._step // every <= steps[-1] // every:
+            return
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
+        with self._model_lock:
+            samples = encoder_gradient_samples(self._model, self._x_test[:64], self.config.encoder_gradient, 32,
+                                               generator=generator, baseline="moving_average")
+        with self._cond:
+            self._variance_history.extend(self._step, np.array([[mean_variance(samples)]]))
 
     def _save_good_state(self) -> None:
         with self._model_lock:
@@ -442,6 +471,7 @@ class _Worker:
         )
         with self._cond:
             self._history.truncate(good_step)
+            self._variance_history.truncate(good_step)
             self._published_step = good_step
             self._want_pause, self._pending_steps = True, 0
             self._status, self._message, self._diverged = JobStatus.PAUSED, message, True

@@ -45,6 +45,10 @@ class VAE(nn.Module):
         hidden = self.encoder(x)  # (B, H)
         return self.to_loc(hidden), torch.exp(0.5 * self.to_log_var(hidden))
 
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder (so torch.func.functional_call can swap its weights); the decoder is called by name."""
+        return self.encode(x)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, K) -> decoder output (B, D): Bernoulli logits, or the Gaussian mean before a sigmoid."""
         return self.decoder(z)

@@ -1,0 +1,62 @@
+"""AppTest of the Estimators page: the toy lab's numbers, the VAE table, and the race."""
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from vae.estimators import COSTS
+from vae.job import JobStatus
+from vae.variance_lab import ToySetting, exact_single_sample_variance
+
+
+@pytest.fixture
+def page():
+    st.cache_resource.clear()
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.run()
+    at.switch_page("pages/estimators.py").run()
+    assert not at.exception
+    yield at
+    for job in (at.session_state["estimators:race"] or {}).values() if "estimators:race" in at.session_state else ():
+        job.stop()
+        job.join(timeout=10)
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_variance_ratio_is_the_exact_one(page):
+    setting = ToySetting("(z-k)^2", 1.0, 1.0, 1.0)
+    exact = {name: exact_single_sample_variance(setting, name)["loc"] for name in ("pathwise", "score_function")}
+    assert metric(page, "Variance ratio, score / pathwise") == f"{exact['score_function'] / exact['pathwise']:,.3g}×"
+    assert len(page.get("plotly_chart")) >= 2  # histograms and the variance-against-K chart
+
+
+@pytest.mark.parametrize("cost", list(COSTS))
+def test_every_cost_renders(page, cost):
+    page.selectbox(key="estimators:cost").select(cost).run()
+    assert not page.exception
+
+
+def test_score_function_wins_for_cos_with_large_k(page):
+    page.selectbox(key="estimators:cost").select("cos(k z)").run()
+    page.slider(key="estimators:k").set_value(5.0).run()
+    page.slider(key="estimators:mu").set_value(0.0).run()
+    ratio = metric(page, "Variance ratio, score / pathwise")
+    assert float(ratio.rstrip("×")) < 1  # the exception the page teaches
+    assert any("score function can beat" in i.value for i in page.info)
+
+
+def test_vae_table_and_race(page):
+    assert page.dataframe[0].value["tensor"].tolist()[:1] == ["encoder.0.0.weight"]
+    page.slider(key="estimators:race_epochs").set_value(5).run()
+    next(b for b in page.button if b.label == "Start the race").click().run()
+    racers = page.session_state["estimators:race"]
+    assert set(racers) == {"pathwise", "score_function"}
+    for job in racers.values():
+        snap = job.wait_until(lambda s: s.status == JobStatus.FINISHED, timeout=120)
+        assert len(snap.gradient_variance["step"]) > 0
+    assert racers["pathwise"].model().to_loc.weight.shape == racers["score_function"].model().to_loc.weight.shape
+    page.run()
+    assert not page.exception

@@ -1,0 +1,100 @@
+"""The estimator question inside the VAE: batched VJPs agree with plain autograd; both estimators agree on
+the mean; the score function is the noisy one; score-function training works and is probed along the way."""
+
+import numpy as np
+import pytest
+import torch
+
+from vae.config import ModelConfig, TrainConfig
+from vae.encoder_gradients import encoder_gradient_samples, encoder_parameters, gradient_noise, mean_variance
+from vae.estimators import score_function_gradients
+from vae.model import build_model
+
+
+@pytest.fixture(scope="module")
+def model_and_batch(digits):
+    model = build_model(ModelConfig(hidden_sizes=(32,), latent_dim=3), seed=0)
+    return model, torch.as_tensor(digits.x_test[:16])
+
+
+def test_one_pathwise_estimate_is_autograd_through_the_same_draw(model_and_batch):
+    model, x = model_and_batch
+    samples = encoder_gradient_samples(model, x, "pathwise", 1, generator=torch.Generator().manual_seed(5))
+    eps = torch.randn((16, 3), generator=torch.Generator().manual_seed(5))  # the same draw, (B, K)
+    loc, scale = model.encode(x)
+    reconstruction = model.likelihood(model.decode(loc + scale * eps)).log_prob(x).mean()
+    names = list(encoder_parameters(model))
+    expected = torch.autograd.grad(reconstruction, [dict(model.named_parameters())[n] for n in names])
+    assert set(samples) == set(names) and not any(n.startswith("decoder") for n in names)
+    for name, gradient in zip(names, expected, strict=True):
+        torch.testing.assert_close(samples[name][0], gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_both_estimators_agree_on_the_mean_and_differ_in_variance(model_and_batch):
+    model, x = model_and_batch
+    runs = {name: encoder_gradient_samples(model, x, name, 4000, generator=torch.Generator().manual_seed(1),
+                                           baseline="optimal")
+            for name in ("pathwise", "score_function")}
+    bias = runs["score_function"]["to_loc.bias"].double()  # (R, K): a small tensor, to check the means closely
+    reference = runs["pathwise"]["to_loc.bias"].double()
+    stderr = (bias.var(0) / len(bias) + reference.var(0) / len(reference)).sqrt()
+    assert ((bias.mean(0) - reference.mean(0)).abs() < 5 * stderr).all()
+    assert mean_variance(runs["score_function"]) > 2 * mean_variance(runs["pathwise"])
+
+
+def test_per_example_costs_pair_each_score_with_its_own_cost():
+    """Two independent problems: a summed cost lets problem 2's cost add noise to problem 1's estimate."""
+    params = {"loc": torch.zeros(2, 1, dtype=torch.float64), "scale": torch.ones(2, 1, dtype=torch.float64)}
+    offsets = torch.tensor([[0.0], [50.0]], dtype=torch.float64)
+
+    def per_problem(z):  # (R, K, 2, 1) -> (R, K, 2)
+        return ((z - 1.0) ** 2 + offsets).squeeze(-1)
+
+    def summed(z):  # (R, K, 2, 1) -> (R, K)
+        return per_problem(z).sum(-1)
+
+    separate = score_function_gradients(per_problem, params, 1, 20_000, generator=torch.Generator().manual_seed(0))
+    together = score_function_gradients(summed, params, 1, 20_000, generator=torch.Generator().manual_seed(0))
+    exact_loc = -2.0  # d/dmu E[(z - 1)^2] at mu = 0
+    assert abs(float(separate["loc"][:, 0, 0].mean()) - exact_loc) < 5 * float(separate["loc"][:, 0, 0].std()) / 141
+    assert float(separate["loc"][:, 0, 0].var()) < 0.2 * float(together["loc"][:, 0, 0].var())
+
+
+def test_gradient_noise_summaries():
+    samples = {"w": torch.tensor([[1.0, 0.0], [3.0, 0.0]]), "b": torch.tensor([[2.0], [2.0]])}
+    rows = {row.name: row for row in gradient_noise(samples)}
+    assert rows["w"].size == 2 and rows["w"].variance == pytest.approx(1.0)  # var([1, 3]) = 2, var([0, 0]) = 0
+    assert rows["w"].snr == pytest.approx(2 / np.sqrt(2))  # only the element with spread counts
+    assert rows["b"].variance == 0.0 and rows["b"].snr == float("inf")
+    assert mean_variance(samples) == pytest.approx(2.0 / 3)
+
+
+def test_non_gaussian_posterior_is_refused(digits):
+    model = build_model(ModelConfig(hidden_sizes=(8,), latent_dim=2, posterior="laplace"), seed=0)
+    with pytest.raises(ValueError, match="Gaussian"):
+        encoder_gradient_samples(model, torch.as_tensor(digits.x_test[:4]), "pathwise", 2)
+
+
+def test_score_function_training_learns_and_is_probed(small_digits):
+    from vae.job import JobStatus, TrainingJob
+
+    config = TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2), epochs=6, batch_size=32, lr=3e-3,
+                         device="cpu")
+    runs = {}
+    for name in ("pathwise", "score_function"):
+        job = TrainingJob(config.replace(encoder_gradient=name), small_digits, variance_probe_every=8)
+        job.start()
+        runs[name] = job.wait_until(lambda s: not s.is_alive, timeout=120)
+        assert runs[name].status == JobStatus.FINISHED
+    for snap in runs.values():
+        assert snap.held_out[-1].elbo > snap.held_out[0].elbo
+        assert len(snap.gradient_variance["step"]) == 6  # one probe per 8 steps of 48
+    assert np.median(runs["score_function"].gradient_variance["variance"]) > \
+        np.median(runs["pathwise"].gradient_variance["variance"])
+
+
+def test_score_function_training_needs_an_exact_kl():
+    from vae.config import ConfigError
+
+    with pytest.raises(ConfigError, match="exact KL"):
+        TrainConfig(model=ModelConfig(posterior="logistic"), encoder_gradient="score_function").validate()
