@@ -22,5 +22,6 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/reparameterization.py", title="Reparameterization", icon=":material/shuffle:"),
     st.Page("pages/estimators.py", title="Estimators", icon=":material/query_stats:"),
+    st.Page("pages/latent.py", title="Latent space", icon=":material/explore:"),
 ]
 st.navigation(pages, position="top").run()  # the sidebar would take a third of a projector

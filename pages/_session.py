@@ -98,9 +98,11 @@ def _pretrained(name: str):
     return load_pretrained(name)  # shared by all sessions: never mutate the model it returns
 
 
-def choose_model(key: str) -> ModelChoice | None:
-    """One picker for every page: the live training run, a bundled checkpoint, or an uploaded one."""
-    options = (["live"] if current_job() is not None else []) + list(PRETRAINED) + ["upload"]
+def choose_model(key: str, prefer: str | None = None) -> ModelChoice | None:
+    """One picker for every page: the live training run (first, when there is one), a bundled checkpoint
+    (`prefer` names which one comes first otherwise), or an uploaded one."""
+    bundled = sorted(PRETRAINED, key=lambda name: name != prefer)
+    options = (["live"] if current_job() is not None else []) + bundled + ["upload"]
     labels = {"live": "The live training run (Train page)", "upload": "Upload a checkpoint (.safetensors)",
               **{name: f"Bundled: {text}" for name, text in PRETRAINED.items()}}
     source = st.selectbox("Which trained model?", options, format_func=labels.get, key=key)

@@ -250,3 +250,37 @@ def race_variance_figure(probes: dict[str, dict[str, np.ndarray]], height: int =
                            name=ESTIMATOR_LABELS[name], line={"color": PALETTE[name], "width": 3},
                            hovertemplate="%{y:.3g}")
     return figure
+
+
+# --- the Latent space page ---------------------------------------------------------------------------------------
+
+# Ten colour-blind-safe colours for digit labels (Okabe-Ito plus two greys), one per class.
+LABEL_COLOURS = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000",
+                 "#999999", "#664400")
+
+
+def latent_scatter_figure(points: np.ndarray, labels: np.ndarray | None, axis_name: str, height: int = 520
+                          ) -> go.Figure:
+    """The encoded test set, one trace per label so the legend names the classes. Click a point to decode it."""
+    figure = go.Figure(layout=_plain_layout(f"{axis_name}1", f"{axis_name}2", height))
+    labels = np.zeros(len(points), dtype=int) if labels is None else labels
+    for label in np.unique(labels):
+        chosen = np.flatnonzero(labels == label)
+        figure.add_scattergl(x=points[chosen, 0].astype(np.float32), y=points[chosen, 1].astype(np.float32),
+                             customdata=chosen, mode="markers", name=str(label),
+                             marker={"color": LABEL_COLOURS[int(label) % len(LABEL_COLOURS)], "size": 8,
+                                     "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
+                             hovertemplate="test image %{customdata}<extra>label %{fullData.name}</extra>")
+    figure.update_layout(legend={"title": {"text": "label"}, "orientation": "v", "y": 1, "yanchor": "top", "x": 1.02},
+                         dragmode="zoom", clickmode="event+select")
+    return figure
+
+
+def kl_per_dimension_figure(kl: np.ndarray, active: np.ndarray, height: int = 320) -> go.Figure:
+    """KL per latent dimension, active ones in the KL colour, collapsed ones grey."""
+    dims = [f"z{k + 1}" for k in range(len(kl))]
+    figure = go.Figure(layout=_plain_layout("latent dimension", "KL (nats)", height))
+    colours = [PALETTE["kl"] if is_active else "#BBBBBB" for is_active in active]
+    figure.add_bar(x=dims, y=kl.astype(np.float64), marker={"color": colours},
+                   hovertemplate="%{x}: %{y:.3f} nats<extra></extra>", showlegend=False)
+    return figure

@@ -1,0 +1,200 @@
+"""Latent space: sliders, the decoded manifold, click to decode, interpolation, posterior collapse."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+from pages._session import ModelChoice, choose_model
+from vae.figures import image_grid, kl_per_dimension_figure, latent_scatter_figure, png_data_uri
+from vae.latent import (
+    decode_images,
+    interpolate,
+    latent_usage,
+    manifold_grid,
+    posterior_means,
+    projection_2d,
+    traversal,
+)
+from vae.model import reconstruct, sample_prior
+
+MAX_SLIDERS = 16
+SLIDER_RANGE = 3.0
+SLIDER_STEP = 0.05
+Z_KEY = "latent:z"
+
+st.title("Walk the latent space")
+st.markdown("Every point z decodes to an image. Move the sliders, click the map of the test set, or blend two "
+            "images, and watch what each direction of z means.")
+
+
+def picture(grid: np.ndarray, caption: str, width: int | None = None) -> None:
+    """Inline PNG: no separate media request, so a slider's picture arrives with the slider's rerun."""
+    style = f"width:{width}px" if width else "max-width:100%"
+    st.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="{style}">', unsafe_allow_html=True)
+    st.caption(caption)
+
+
+def pixel_size(choice: ModelChoice, tile: int = 48) -> int:
+    return max(1, tile // choice.config.model.input_shape[0])
+
+
+# --- the current point z, shared by sliders, buttons and the map ---------------------------------------------------
+
+
+def slider_key(k: int) -> str:
+    return f"latent:slider:{k}"
+
+
+def set_point(z: np.ndarray) -> None:
+    """Move to z: the sliders follow (callbacks run before the widgets are drawn, so this is allowed)."""
+    z = np.clip(np.asarray(z, dtype=np.float64), -SLIDER_RANGE, SLIDER_RANGE)
+    st.session_state[Z_KEY] = z
+    for k in range(min(len(z), MAX_SLIDERS)):  # on the sliders' own grid, or the browser snaps them elsewhere
+        st.session_state[slider_key(k)] = float(np.round(z[k] / SLIDER_STEP) * SLIDER_STEP)
+
+
+def current_point(latent_dim: int) -> np.ndarray:
+    z = st.session_state.get(Z_KEY)
+    if z is None or len(z) != latent_dim:  # a new model: start at the prior's centre
+        set_point(np.zeros(latent_dim))
+    return st.session_state[Z_KEY]
+
+
+def from_test_image(choice: ModelChoice, index: int) -> None:
+    set_point(posterior_means(choice.model, choice.dataset.x_test[index : index + 1])[0])
+
+
+def random_draw(latent_dim: int) -> None:
+    draws = st.session_state.get("latent:draws", 0) + 1
+    st.session_state["latent:draws"] = draws
+    set_point(np.random.default_rng(draws).standard_normal(latent_dim))
+
+
+@st.fragment
+def explorer(choice: ModelChoice) -> None:
+    """Sliders and the decoded image: moving a slider reruns only this fragment."""
+    latent_dim = choice.config.model.latent_dim
+    z = current_point(latent_dim).copy()
+    controls, image = st.columns([3, 1])
+    with controls:
+        columns = st.columns(4)
+        for k in range(min(latent_dim, MAX_SLIDERS)):
+            z[k] = columns[k % 4].slider(f"z{k + 1}", -SLIDER_RANGE, SLIDER_RANGE, step=SLIDER_STEP,
+                                        key=slider_key(k))
+        st.session_state[Z_KEY] = z
+        if latent_dim > MAX_SLIDERS:
+            st.caption(f"z{MAX_SLIDERS + 1}…z{latent_dim} stay where the last button put them (0, or the chosen "
+                       "image's posterior mean).")
+        buttons = st.columns([1, 1.3, 1.5, 1.7], vertical_alignment="bottom")
+        buttons[0].button("Reset", icon=":material/restart_alt:", on_click=set_point, args=(np.zeros(latent_dim),))
+        buttons[1].button("Random draw", icon=":material/casino:", on_click=random_draw, args=(latent_dim,),
+                          help="z ~ N(0, I), the prior")
+        index = buttons[2].number_input("Test image number", 0, len(choice.dataset.x_test) - 1, 0,
+                                        key="latent:image")
+        buttons[3].button("Start from this image", on_click=from_test_image, args=(choice, index),
+                          help="Move to the image's posterior mean μ(x)")
+    with image:
+        picture(image_grid(decode_images(choice.model, z[None]), 1, pixel_size(choice, 200)), "decoded from z")
+
+
+# --- the map of the test set ---------------------------------------------------------------------------------------
+
+
+def on_map_click(choice: ModelChoice, means: np.ndarray) -> None:
+    """Copy the clicked point into our own state (the chart's selection resets whenever its data changes)."""
+    points = st.session_state["latent:map"].selection.points
+    if points:
+        set_point(means[int(points[0]["customdata"])])
+
+
+def map_section(choice: ModelChoice, means: np.ndarray) -> None:
+    points, axis = projection_2d(means)
+    labels = choice.dataset.y_test
+    figure = latent_scatter_figure(points, labels, axis)
+    note = ("the posterior means μ(x)" if axis == "z" else
+            "the first two principal components of the posterior means μ(x)")
+    st.caption(f"The encoded test set ({note}), coloured by label. Click a point: the sliders jump to its μ(x).")
+    st.plotly_chart(figure, key="latent:map", on_select=lambda: on_map_click(choice, means),
+                    selection_mode="points")
+
+
+def manifold_section(choice: ModelChoice) -> None:
+    st.subheader("The decoded manifold")
+    extent = st.slider("Extent (probability mass of the prior covered)", 0.5, 0.99, 0.9, 0.01,
+                       key="latent:extent")
+    grid = manifold_grid(choice.model, count=15, extent=extent)  # (15, 15, H, W)
+    picture(image_grid(grid.reshape(-1, *grid.shape[2:]), 15, pixel_size(choice, 32), gap=1),
+            "z1 left to right, z2 bottom to top, at Gaussian quantiles (equal steps of probability), as in the "
+            "AEVB paper's appendix.")
+
+
+def traversal_section(choice: ModelChoice, usage) -> None:
+    st.subheader("One direction at a time")
+    base = current_point(choice.config.model.latent_dim)
+    values = np.linspace(-2.5, 2.5, 9)
+    dims = list(range(min(choice.config.model.latent_dim, MAX_SLIDERS)))
+    rows = [decode_images(choice.model, traversal(base, k, values)) for k in dims]
+    picture(image_grid(np.concatenate(rows), len(values), pixel_size(choice, 32), gap=1),
+            "Row k: z_k swept from −2.5 to 2.5, the other coordinates at the sliders' point. Rows of identical "
+            f"images are unused dimensions (active here: {', '.join(f'z{k + 1}' for k in dims if usage.active[k])}).")
+
+
+def interpolation_section(choice: ModelChoice) -> None:
+    st.subheader("From one image to another")
+    columns = st.columns(2)
+    last = len(choice.dataset.x_test) - 1
+    first = columns[0].number_input("From test image", 0, last, 0, key="latent:from")
+    second = columns[1].number_input("To test image", 0, last, min(7, last), key="latent:to")
+    ends = posterior_means(choice.model, choice.dataset.x_test[[first, second]])
+    for method in ("linear", "spherical"):
+        path = interpolate(ends[0], ends[1], 10, method)
+        picture(image_grid(decode_images(choice.model, path), 10, pixel_size(choice, 40)),
+                f"{method.capitalize()} interpolation between μ(x) of the two images.")
+
+
+def samples_section(choice: ModelChoice) -> None:
+    st.subheader("Samples and reconstructions")
+    shape = choice.config.model.input_shape
+    x = torch.as_tensor(choice.dataset.x_test[:10])
+    left, right = st.columns(2)
+    with left:
+        picture(image_grid(sample_prior(choice.model, 20).reshape(-1, *shape).numpy(), 10, pixel_size(choice)),
+                "Decoded from 20 draws z ~ p(z).")
+    with right:
+        pairs = torch.cat([x, reconstruct(choice.model, x)]).reshape(-1, *shape).numpy()
+        picture(image_grid(pairs, 10, pixel_size(choice)), "Held-out originals (top) and their reconstructions.")
+
+
+def collapse_section(usage) -> None:
+    st.subheader("Posterior collapse: which dimensions carry information?")
+    left, right = st.columns([1, 3])
+    left.metric("Active units", f"{usage.active_count} of {len(usage.active)}",
+                help="A dimension is active when the variance over the data of its posterior mean exceeds 0.01.")
+    left.markdown("A collapsed dimension has q(z_k|x) = p(z_k) for every image: KL 0, and the decoder ignores it. "
+                  "On the Train page, a smaller **β** or a **KL warm-up** keeps more dimensions alive.")
+    left.page_link("pages/train.py", label="Try β and warm-up", icon=":material/model_training:")
+    with right:
+        st.plotly_chart(kl_per_dimension_figure(usage.kl, usage.active), key="latent:kl")
+
+
+choice = choose_model("latent:model", prefer="digits-2d")
+if choice is not None:
+    usage = latent_usage(choice.model, choice.dataset.x_test)
+    explorer(choice)
+    means = posterior_means(choice.model, choice.dataset.x_test)
+    if choice.config.model.latent_dim == 2:
+        left, right = st.columns(2)
+        with left:
+            st.subheader("The test set in z")
+            map_section(choice, means)
+        with right:
+            manifold_section(choice)
+    else:
+        st.subheader("The test set in z")
+        map_section(choice, means)
+        traversal_section(choice, usage)
+    interpolation_section(choice)
+    samples_section(choice)
+    collapse_section(usage)

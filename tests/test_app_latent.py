@@ -1,0 +1,59 @@
+"""AppTest of the Latent space page: it opens on a bundled model, sliders and buttons move z, uploads are checked."""
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from vae.checkpoints import load_pretrained
+from vae.latent import posterior_means
+
+
+@pytest.fixture
+def page():
+    st.cache_resource.clear()
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.run()
+    at.switch_page("pages/latent.py").run()
+    assert not at.exception
+    return at
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_opens_on_the_2d_bundled_model_with_map_and_manifold(page):
+    assert page.selectbox(key="latent:model").value == "digits-2d"
+    assert [s.label for s in page.slider][:2] == ["z1", "z2"]
+    assert any(sub.value == "The decoded manifold" for sub in page.subheader)
+    assert page.metric[0].label == "Active units" and page.metric[0].value.endswith("of 2")
+
+
+def test_buttons_move_the_point_and_the_sliders(page):
+    page.slider(key="latent:slider:0").set_value(1.5).run()
+    np.testing.assert_allclose(page.session_state["latent:z"], [1.5, 0.0])
+    button(page, "Reset").click().run()
+    assert page.slider(key="latent:slider:0").value == 0.0
+    page.number_input(key="latent:image").set_value(3).run()
+    button(page, "Start from this image").click().run()
+    checkpoint = load_pretrained("digits-2d")
+    from vae.data import load_digits_dataset
+
+    expected = posterior_means(checkpoint.model, load_digits_dataset().x_test[3:4])[0]
+    assert page.slider(key="latent:slider:0").value == pytest.approx(round(expected[0] / 0.05) * 0.05)
+    button(page, "Random draw").click().run()
+    assert not np.allclose(page.session_state["latent:z"], expected)
+
+
+def test_more_than_two_dimensions_use_pca_and_traversals(page):
+    page.selectbox(key="latent:model").select("digits").run()
+    assert not page.exception
+    assert len(page.slider) == 8 + 0  # one per latent dimension, no extent slider without a 2-D manifold
+    assert any(sub.value == "One direction at a time" for sub in page.subheader)
+
+
+def test_a_bad_upload_is_refused(page):
+    page.selectbox(key="latent:model").select("upload").run()
+    assert not page.exception
+    assert any("Upload" in s.label or "checkpoint" in s.label for s in page.get("file_uploader"))

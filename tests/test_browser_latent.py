@@ -1,0 +1,73 @@
+"""In Chromium: moving a latent slider changes the decoded picture, without rerunning the whole page."""
+
+from tests.browser import browser_page, screenshot, serve_app, wait_for_idle
+
+
+def decoded_picture(page) -> str:
+    return page.get_by_role("img", name="decoded from z").get_attribute("src")
+
+
+def test_slider_changes_the_decoded_image():
+    with serve_app() as url, browser_page(height=1000) as page:
+        page.goto(f"{url}/latent")
+        wait_for_idle(page)
+        page.get_by_role("heading", name="Walk the latent space").wait_for(timeout=30_000)
+        before = decoded_picture(page)
+        slider = page.locator("[data-testid='stSlider']").filter(has_text="z1").first.get_by_role("slider")
+        slider.focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function("before => document.querySelector(\"img[alt='decoded from z']\").src !== before",
+                               arg=before, timeout=10_000)
+        assert decoded_picture(page) != before
+        screenshot(page, "latent-explorer")
+        page.get_by_role("button", name="Random draw").click()
+        wait_for_idle(page)
+        screenshot(page, "latent-random-draw")
+
+
+def test_clicking_the_map_moves_the_sliders_there():
+    with serve_app() as url, browser_page(height=1000) as page:
+        page.goto(f"{url}/latent")
+        wait_for_idle(page)
+        chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
+        chart.scroll_into_view_if_needed()
+        chart.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        # Where plotly drew test image 0's point: data coordinates -> pixels within the chart.
+        x, y, point = chart.evaluate("""el => {
+            const trace = el._fullData.find(t => Array.from(t.customdata).includes(0));
+            const i = Array.from(trace.customdata).indexOf(0), layout = el._fullLayout;
+            const box = el.getBoundingClientRect();
+            return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[i]),
+                    box.top + layout._size.t + layout.yaxis.l2p(trace.y[i]), [trace.x[i], trace.y[i]]];
+        }""")
+        page.mouse.click(x, y)
+        wait_for_idle(page)
+        z1 = page.locator("[data-testid='stSlider']").filter(has_text="z1").first.get_by_role("slider")
+        for _ in range(50):  # the rerun that moves the sliders
+            if float(z1.input_value()) != 0:
+                break
+            page.wait_for_timeout(200)
+        assert abs(float(z1.input_value()) - point[0]) <= 0.026  # the slider's step is 0.05
+        screenshot(page, "latent-clicked")
+
+
+def test_uploads_are_checked(tmp_path):
+    from vae.checkpoints import PRETRAINED_DIR
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"definitely not a checkpoint")
+    with serve_app() as url, browser_page(height=1000) as page:
+        page.goto(f"{url}/latent")
+        wait_for_idle(page)
+        page.get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option", name="Upload a checkpoint (.safetensors)").click()
+        wait_for_idle(page)
+        page.locator("input[type='file']").set_input_files(str(broken))
+        page.get_by_text("That checkpoint was refused").wait_for(timeout=15_000)
+        assert page.locator("[data-testid='stException']").count() == 0  # a sentence, never a traceback
+        screenshot(page, "latent-bad-upload")
+        page.locator("input[type='file']").set_input_files(str(PRETRAINED_DIR / "digits.safetensors"))
+        page.get_by_role("img", name="decoded from z").wait_for(timeout=15_000)
+        assert page.get_by_text("That checkpoint was refused").count() == 0

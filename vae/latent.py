@@ -1,0 +1,117 @@
+"""Walking a trained model's latent space: decoding points, the manifold grid, interpolation, traversals, and
+which latent dimensions are used at all (posterior collapse)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+from sklearn.decomposition import PCA
+
+from vae.families import posterior_kl, posterior_rsample
+from vae.model import VAE
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: active when Var_x(E_q[z_k | x]) exceeds this
+
+
+@torch.no_grad()
+def decode_images(model: VAE, z: np.ndarray | torch.Tensor) -> np.ndarray:
+    """z (N, K) -> decoded pixel means (N, H, W) in [0, 1]."""
+    z = torch.as_tensor(np.asarray(z, dtype=np.float32)).reshape(-1, model.config.latent_dim)
+    return model.mean_image(model.decode(z)).reshape(-1, *model.config.input_shape).numpy()
+
+
+@torch.no_grad()
+def posterior_means(model: VAE, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """mu(x) for every row of x (N, D): (N, K)."""
+    chunks = [model.encode(torch.as_tensor(x[i : i + batch_size]))[0] for i in range(0, len(x), batch_size)]
+    return torch.cat(chunks).numpy()
+
+
+def grid_coordinates(count: int, extent: float) -> np.ndarray:
+    """`count` latent coordinates spaced by the Gaussian inverse CDF, as in the AEVB paper's appendix: equal
+    steps of probability (covering the central `extent` of the prior's mass), not equal steps of z."""
+    if not 0 < extent < 1:
+        raise ValueError("The extent is a probability mass strictly between 0 and 1.")
+    probabilities = np.linspace(0.5 - extent / 2, 0.5 + extent / 2, count)
+    return stats.norm.ppf(probabilities)
+
+
+def manifold_grid(model: VAE, count: int = 15, extent: float = 0.9) -> np.ndarray:
+    """Decoded images on a count x count grid of a 2-D latent space: (count, count, H, W), first axis z2 from top
+    (high) to bottom (low), second axis z1 from left to right, as the picture is read."""
+    if model.config.latent_dim != 2:
+        raise ValueError("The manifold grid needs a 2-D latent space.")
+    coordinates = grid_coordinates(count, extent)
+    z1, z2 = np.meshgrid(coordinates, coordinates[::-1])  # (count, count) each
+    images = decode_images(model, np.stack([z1.ravel(), z2.ravel()], axis=1))
+    return images.reshape(count, count, *model.config.input_shape)
+
+
+def interpolate(start: np.ndarray, end: np.ndarray, steps: int, method: str = "linear") -> np.ndarray:
+    """Points from start to end (K,) inclusive: (steps, K). "spherical" (slerp) keeps the norm typical of a
+    Gaussian sample, where a straight line passes through the unlikely region near the origin."""
+    t = np.linspace(0.0, 1.0, steps)[:, None]  # (steps, 1)
+    if method == "linear":
+        return (1 - t) * start + t * end
+    if method != "spherical":
+        raise ValueError(f"Unknown interpolation {method!r}; choose linear or spherical.")
+    cosine = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end) + 1e-12)
+    angle = np.arccos(np.clip(cosine, -1.0, 1.0))
+    if angle < 1e-6:  # (anti)parallel within rounding: slerp degenerates to a straight line
+        return (1 - t) * start + t * end
+    return (np.sin((1 - t) * angle) * start + np.sin(t * angle) * end) / np.sin(angle)
+
+
+def traversal(base: np.ndarray, dimension: int, values: np.ndarray) -> np.ndarray:
+    """Copies of `base` (K,) with one dimension swept through `values`: (len(values), K)."""
+    points = np.repeat(base[None, :], len(values), axis=0)
+    points[:, dimension] = values
+    return points
+
+
+@dataclass(frozen=True)
+class LatentUsage:
+    """How much each latent dimension is used, over a dataset."""
+
+    mean_variance: np.ndarray  # (K,) Var over x of mu_k(x): the activity of each dimension
+    kl: np.ndarray  # (K,) mean KL(q(z_k|x) || p(z_k)) in nats
+    active: np.ndarray  # (K,) bool, mean_variance > ACTIVE_UNIT_THRESHOLD
+
+    @property
+    def active_count(self) -> int:
+        return int(self.active.sum())
+
+
+def active_units(means: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
+    """A dimension is active when its posterior mean varies over the data: Var_x(mu_k(x)) > threshold."""
+    return means.var(axis=0) > threshold
+
+
+@torch.no_grad()
+def latent_usage(model: VAE, x: np.ndarray) -> LatentUsage:
+    """Activity and KL per dimension; a collapsed dimension has q(z_k|x) = p(z_k) for every x: KL 0, inactive."""
+    loc, scale = model.encode(torch.as_tensor(x))  # (N, K) each
+    family = model.config.posterior
+    per_dimension = [posterior_kl(family, loc[:, k : k + 1], scale[:, k : k + 1],
+                                  _sample(model, loc[:, k : k + 1], scale[:, k : k + 1])).mean()
+                     for k in range(loc.shape[1])]
+    means = loc.numpy()
+    return LatentUsage(means.var(axis=0), torch.stack(per_dimension).numpy(), active_units(means))
+
+
+def _sample(model: VAE, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """A draw for the Monte Carlo KL of families without a closed form (ignored for the Gaussian)."""
+    return posterior_rsample(model.config.posterior, loc, scale, torch.Generator().manual_seed(0))
+
+
+def projection_2d(means: np.ndarray) -> tuple[np.ndarray, str]:
+    """Posterior means (N, K) as 2-D points: the means themselves for K <= 2, else their first two principal
+    components (scikit-learn's PCA). Also returns the axis naming."""
+    if means.shape[1] == 1:
+        return np.concatenate([means, np.zeros_like(means)], axis=1), "z1"
+    if means.shape[1] == 2:
+        return means, "z"
+    return PCA(n_components=2, random_state=0).fit_transform(means), "PC"
