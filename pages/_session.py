@@ -91,6 +91,7 @@ class ModelChoice:
     config: TrainConfig
     dataset: Dataset
     label: str
+    version: str  # changes whenever the weights do: for caching what is computed from them
 
 
 @st.cache_resource(show_spinner=False)
@@ -112,11 +113,14 @@ def choose_model(key: str, prefer: str | None = None) -> ModelChoice | None:
         if model is None:
             st.info("The live run has not taken a step yet.")
             return None
-        return ModelChoice(model, job.config, job.dataset, labels["live"])
+        step = job.snapshot().step
+        st.caption(f"The weights after step {step:,} of the live run (they update as it trains).")
+        return ModelChoice(model, job.config, job.dataset, labels["live"], f"live:{id(job)}:{step}")
     if source == "upload":
         return _uploaded_model(key)
     checkpoint = _pretrained(source)
-    return ModelChoice(checkpoint.model, checkpoint.config, cached_dataset(checkpoint.config.dataset), labels[source])
+    return ModelChoice(checkpoint.model, checkpoint.config, cached_dataset(checkpoint.config.dataset), labels[source],
+                       f"bundled:{source}")
 
 
 def _uploaded_model(key: str) -> ModelChoice | None:
@@ -139,4 +143,4 @@ def _uploaded_model(key: str) -> ModelChoice | None:
         st.error(f"This model expects {checkpoint.config.model.input_shape} images, but the data available is "
                  f"{dataset.image_shape}.")
         return None
-    return ModelChoice(checkpoint.model, checkpoint.config, dataset, upload.name)
+    return ModelChoice(checkpoint.model, checkpoint.config, dataset, upload.name, f"upload:{upload.file_id}")

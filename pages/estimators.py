@@ -21,16 +21,7 @@ from vae.figures import (
     tensor_variance_figure,
     variance_curve_figure,
 )
-from vae.variance_lab import (
-    PARAMETERS,
-    ToySetting,
-    exact_single_sample_variance,
-    gradient_estimates,
-    seconds_per_estimate,
-    true_gradient,
-    variance_curve,
-    work_normalised_variance,
-)
+from vae.variance_lab import PARAMETERS, ToyLab, ToySetting, toy_lab_results, work_normalised_variance
 
 RACE_KEY = "estimators:race"
 BASELINE_LABELS = {"none": "none", "moving_average": "moving average", "optimal": "optimal constant"}
@@ -48,7 +39,8 @@ def toy_controls() -> tuple[ToySetting, int, str]:
     cost = columns[0].selectbox("Cost f(z)", list(COSTS), key="estimators:cost")
     mu = columns[1].slider("μ", -3.0, 3.0, 1.0, 0.1, key="estimators:mu")
     sigma = columns[2].slider("σ", 0.1, 3.0, 1.0, 0.1, key="estimators:sigma")
-    k = columns[3].slider("k", 0.0, 10.0, 1.0, 0.5, key="estimators:k")
+    low, high = COSTS[cost].k_range  # each cost has its own sensible range (exp(k z) overflows quickly)
+    k = columns[3].slider("k", float(low), float(high), float(COSTS[cost].default_k), 0.1, key=f"estimators:k:{cost}")
     samples = columns[4].select_slider("K (samples per estimate)", [1, 2, 4, 8, 16, 32, 64, 128], 1,
                                        key="estimators:K")
     columns = st.columns([3, 3, 4])
@@ -60,28 +52,42 @@ def toy_controls() -> tuple[ToySetting, int, str]:
     return ToySetting(cost, mu, sigma, k, baseline), samples, parameter
 
 
+@st.fragment
 def toy_lab() -> None:
+    """A fragment: moving a toy slider reruns only this section, not the VAE below."""
     st.subheader("1 · The variance lab, checked against exact values")
     setting, samples, parameter = toy_controls()
     if COSTS[setting.cost].note:
         st.info(COSTS[setting.cost].note, icon=":material/lightbulb:")
-    exact = true_gradient(setting)[parameter]
-    estimates = gradient_estimates(setting, samples, repetitions=3000)
+    lab = cached_toy_lab(setting, samples, parameter)
+    if lab is None:
+        st.warning("At these settings the numbers overflow: f(z) grows too fast for any estimate to mean "
+                   "anything. Lower k or σ.", icon=":material/warning:")
+        return
     left, right = st.columns(2)
-    left.plotly_chart(estimates_histogram_figure({n: e[parameter] for n, e in estimates.items()}, exact,
+    left.plotly_chart(estimates_histogram_figure(lab.estimates, lab.exact_gradient,
                                                  f"estimate of ∂E[f]/∂{PARAMETERS[parameter]}"),
-                      key="estimators:histogram")
-    curve = variance_curve(setting, parameter)
+                      key="estimators:histogram", theme=None)
+    curve = lab.curve
     right.plotly_chart(variance_curve_figure(curve.num_samples, curve.empirical, curve.exact),
-                       key="estimators:curve")
-    comparison(setting, samples, parameter)
+                       key="estimators:curve", theme=None)
+    comparison(setting, samples, lab.variance, lab.seconds)
 
 
-def comparison(setting: ToySetting, samples: int, parameter: str) -> None:
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_toy_lab(setting: ToySetting, samples: int, parameter: str) -> ToyLab | None:
+    return toy_lab_results(setting, samples, parameter)
+
+
+def comparison(setting: ToySetting, samples: int, variance: dict[str, float], seconds: dict[str, float]) -> None:
     """The variance ratio, and the same after charging each estimator for its compute time."""
-    variance = {name: exact_single_sample_variance(setting, name)[parameter] / samples
-                for name in ("pathwise", "score_function")}
-    seconds = seconds_per_estimate(setting, samples)
+    if not COSTS[setting.cost].pathwise_unbiased:
+        st.warning("f jumps here, so the pathwise estimator is biased (it never sees the jump): its low variance "
+                   "buys nothing. Only the score function estimates this gradient.", icon=":material/warning:")
+        return
+    if variance["pathwise"] == 0 and variance["score_function"] == 0:
+        st.info("f is constant at these settings: every estimate of both estimators is exactly the true gradient.")
+        return
     work = work_normalised_variance(variance, seconds)
     columns = st.columns(4)
     columns[0].metric("Variance ratio, score / pathwise", _ratio(variance["score_function"], variance["pathwise"]))
@@ -98,6 +104,7 @@ def _ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:,.3g}×"
 
 
+@st.fragment
 def vae_section() -> None:
     st.subheader("2 · Inside a real VAE")
     st.markdown("One fixed minibatch of 64 held-out images; many estimates of the gradient of E_q[log p(x|z)] "
@@ -112,21 +119,31 @@ def vae_section() -> None:
     repetitions = columns[0].slider("Repetitions", 50, 500, 200, 50, key="estimators:repetitions")
     baseline = columns[1].selectbox("Score-function baseline", BASELINES, index=1, format_func=BASELINE_LABELS.get,
                                     key="estimators:vae_baseline")
-    x = torch.as_tensor(choice.dataset.x_test[:64])
     with st.spinner("Estimating…"):
-        samples = {name: encoder_gradient_samples(choice.model, x, name, repetitions, baseline=baseline,
-                                                  generator=torch.Generator().manual_seed(0))
-                   for name in ("pathwise", "score_function")}
-    rows = {name: gradient_noise(values) for name, values in samples.items()}
-    table = noise_table(rows["pathwise"], rows["score_function"])
+        table = encoder_noise_table(choice, repetitions, baseline)
     variances = {"pathwise": table["variance (pathwise)"], "score_function": table["variance (score function)"]}
-    st.plotly_chart(tensor_variance_figure(list(table["tensor"]), variances), key="estimators:tensors")
+    st.plotly_chart(tensor_variance_figure(list(table["tensor"]), variances), key="estimators:tensors", theme=None)
     st.dataframe(pd.DataFrame(table), hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3g") for name in table if name not in ("tensor", "size")})
     median_ratio = float(np.median(table["ratio"]))
     st.markdown(f"Median variance ratio, score function / pathwise: **{median_ratio:,.3g}×**. The signal-to-noise "
                 "ratio (|mean| / standard deviation) says how many estimates must be averaged before the sign of "
                 "the gradient is reliable.")
+
+
+def encoder_noise_table(choice, repetitions: int, baseline: str) -> dict[str, np.ndarray]:
+    """Per encoder tensor, the noise of each estimator on 64 held-out images; cached per model version, since
+    moving the toy sliders above must not recompute it."""
+    key = ("estimators:noise", choice.label, choice.version, repetitions, baseline)
+    if st.session_state.get("estimators:noise_key") != key:
+        x = torch.as_tensor(choice.dataset.x_test[:64])
+        samples = {name: encoder_gradient_samples(choice.model, x, name, repetitions, baseline=baseline,
+                                                  generator=torch.Generator().manual_seed(0))
+                   for name in ("pathwise", "score_function")}
+        rows = {name: gradient_noise(values) for name, values in samples.items()}
+        st.session_state["estimators:noise"] = noise_table(rows["pathwise"], rows["score_function"])
+        st.session_state["estimators:noise_key"] = key
+    return st.session_state["estimators:noise"]
 
 
 def race_section() -> None:

@@ -29,14 +29,14 @@ st.markdown("Every point z decodes to an image. Move the sliders, click the map 
             "images, and watch what each direction of z means.")
 
 
-def picture(grid: np.ndarray, caption: str, width: int | None = None) -> None:
+def picture(grid: np.ndarray, caption: str) -> None:
     """Inline PNG: no separate media request, so a slider's picture arrives with the slider's rerun."""
-    style = f"width:{width}px" if width else "max-width:100%"
-    st.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="{style}">', unsafe_allow_html=True)
-    st.caption(caption)
+    st.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="max-width:100%">', unsafe_allow_html=True)
+    if caption:
+        st.caption(caption)
 
 
-def pixel_size(choice: ModelChoice, tile: int = 48) -> int:
+def pixel_size(choice: ModelChoice, tile: int = 56) -> int:
     return max(1, tile // choice.config.model.input_shape[0])
 
 
@@ -117,7 +117,7 @@ def map_section(choice: ModelChoice, means: np.ndarray) -> None:
             "the first two principal components of the posterior means μ(x)")
     st.caption(f"The encoded test set ({note}), coloured by label. Click a point: the sliders jump to its μ(x).")
     st.plotly_chart(figure, key="latent:map", on_select=lambda: on_map_click(choice, means),
-                    selection_mode="points")
+                    selection_mode="points", theme=None)
 
 
 def manifold_section(choice: ModelChoice) -> None:
@@ -132,13 +132,16 @@ def manifold_section(choice: ModelChoice) -> None:
 
 def traversal_section(choice: ModelChoice, usage) -> None:
     st.subheader("One direction at a time")
+    st.caption("Each row sweeps one coordinate from −2.5 to 2.5, the others at the sliders' point. An unused "
+               "(collapsed) dimension changes nothing.")
     base = current_point(choice.config.model.latent_dim)
     values = np.linspace(-2.5, 2.5, 9)
-    dims = list(range(min(choice.config.model.latent_dim, MAX_SLIDERS)))
-    rows = [decode_images(choice.model, traversal(base, k, values)) for k in dims]
-    picture(image_grid(np.concatenate(rows), len(values), pixel_size(choice, 32), gap=1),
-            "Row k: z_k swept from −2.5 to 2.5, the other coordinates at the sliders' point. Rows of identical "
-            f"images are unused dimensions (active here: {', '.join(f'z{k + 1}' for k in dims if usage.active[k])}).")
+    for k in range(min(choice.config.model.latent_dim, MAX_SLIDERS)):
+        label, strip = st.columns([1, 8], vertical_alignment="center")
+        label.markdown(f"**z{k + 1}**" + ("" if usage.active[k] else " (unused)"))
+        with strip:
+            picture(image_grid(decode_images(choice.model, traversal(base, k, values)), len(values),
+                               pixel_size(choice, 56), gap=2), "")
 
 
 def interpolation_section(choice: ModelChoice) -> None:
@@ -150,7 +153,7 @@ def interpolation_section(choice: ModelChoice) -> None:
     ends = posterior_means(choice.model, choice.dataset.x_test[[first, second]])
     for method in ("linear", "spherical"):
         path = interpolate(ends[0], ends[1], 10, method)
-        picture(image_grid(decode_images(choice.model, path), 10, pixel_size(choice, 40)),
+        picture(image_grid(decode_images(choice.model, path), 10, pixel_size(choice, 64)),
                 f"{method.capitalize()} interpolation between μ(x) of the two images.")
 
 
@@ -176,7 +179,7 @@ def collapse_section(usage) -> None:
                   "On the Train page, a smaller **β** or a **KL warm-up** keeps more dimensions alive.")
     left.page_link("pages/train.py", label="Try β and warm-up", icon=":material/model_training:")
     with right:
-        st.plotly_chart(kl_per_dimension_figure(usage.kl, usage.active), key="latent:kl")
+        st.plotly_chart(kl_per_dimension_figure(usage.kl, usage.active), key="latent:kl", theme=None)
 
 
 choice = choose_model("latent:model", prefer="digits-2d")

@@ -28,8 +28,8 @@ def gradient_section() -> None:
     st.latex(r"\nabla_\phi\, \mathbb{E}_{q_\phi}[f(z)] = \nabla_\phi \int q_\phi(z) f(z)\,dz"
              r"\;\ne\; \mathbb{E}_{q_\phi}[\nabla_\phi f(z)]")
     st.markdown("The distribution we sample from depends on φ, so sampling z blocks the gradient.")
-    st.page_link("pages/reparameterization.py", label="See the blocked edge in the computation graph",
-                 icon=":material/account_tree:")
+    st.page_link("pages/reparameterization.py", icon=":material/account_tree:",
+                 label="See the blocked edge in the computation graph (last section of that page)")
     st.subheader("3 · The trick: move the randomness outside")
     st.latex(r"z = \mu_\phi(x) + \sigma_\phi(x)\odot\varepsilon,\qquad \varepsilon\sim\mathcal N(0, I)")
     st.markdown("so the expectation is over ε, which does not depend on φ, and the gradient goes inside; "

@@ -50,7 +50,7 @@ def transform_section(family: Family, params: dict[str, float], noise: float) ->
     symbol = "ε" if family.kind == "location-scale" else "u"
     left, right = st.columns([3, 2])
     left.plotly_chart(transform_figure(demo.noise, demo.z, demo.curve_noise, demo.curve_z, (noise, picked_z),
-                                       symbol), key="reparam:transform")
+                                       symbol), key="reparam:transform", theme=None)
     with right:
         st.latex(family.formula)
         st.markdown(f"At {symbol} = {noise:.2f}, z = **{picked_z:.3f}**. Backpropagation multiplies the "
@@ -76,9 +76,9 @@ def densities_section(family: Family, params: dict[str, float], demo) -> None:
         z_density = family.log_prob(torch.as_tensor(z_grid), params).exp().numpy()
     left, right = st.columns(2)
     left.plotly_chart(density_figure(demo.noise, noise_grid, base.pdf(noise_grid), "eps", f"noise ({family.base})"),
-                      key="reparam:noise_density")
+                      key="reparam:noise_density", theme=None)
     right.plotly_chart(density_figure(demo.z, z_grid, z_density, "z", f"z ~ {family.name}"),
-                       key="reparam:z_density")
+                       key="reparam:z_density", theme=None)
 
 
 def model_section() -> None:
@@ -106,7 +106,8 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
         z = posterior_rsample(choice.config.model.posterior, loc.expand(40, -1), scale.expand(40, -1), generator)
         decoded = choice.model.mean_image(choice.model.decode(z[:9]))  # (9, D)
     left, right = st.columns([3, 2])
-    left.plotly_chart(posterior_figure(loc[0].numpy(), scale[0].numpy(), z.numpy()), key="reparam:posterior")
+    left.plotly_chart(posterior_figure(loc[0].numpy(), scale[0].numpy(), z.numpy()), key="reparam:posterior",
+                      theme=None)
     pixel = max(1, 48 // shape[0])
     pictures = torch.cat([x, decoded]).reshape(-1, *shape).numpy()
     right.markdown(f'<img src="{png_data_uri(image_grid(pictures, 5, pixel))}" style="max-width:100%">',

@@ -16,7 +16,7 @@ from vae.config import (
     preset_config,
     reference_test_loss,
 )
-from vae.data import DATASET_NAMES, DataError, Dataset, load_npz
+from vae.data import DATASET_NAMES, DataError, Dataset, is_cached, load_npz
 from vae.families import FAMILIES
 from vae.figures import coloured, held_out_figure, image_grid, png_data_uri, training_curves_figure
 from vae.job import JobSnapshot, JobStatus, TrainingJob
@@ -57,7 +57,7 @@ def settings() -> None:
     """The controls a teacher needs in front; the rest in an expander."""
     defaults = preset_values("digits")
     restore_widgets(list(defaults), defaults)
-    columns = st.columns([3, 3, 2, 2])
+    columns = st.columns([3, 3, 2, 2, 1.4], vertical_alignment="bottom")
     columns[0].selectbox("Which model?", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key=key("preset"),
                          on_change=load_preset_into_widgets)
     columns[1].selectbox("Which data?", [*DATASET_NAMES, "upload"], format_func=DATASET_LABELS.get,
@@ -65,31 +65,44 @@ def settings() -> None:
     columns[2].slider("Latent dimension (size of z)", 1, 64, key=key("latent_dim"))
     columns[3].number_input("β (KL weight)", 0.0, 10.0, step=0.1, key=key("beta"),
                             help="The loss is −(E_q[log p(x|z)] − β·KL). β = 1 is the ELBO.")
-    with st.expander("More settings"):
-        columns = st.columns(4)
-        columns[0].number_input("Learning rate (Adam)", 1e-5, 10.0, format="%.0e", step=1e-4, key=key("lr"),
-                                help="A new value also applies to a paused run when you press Resume.")
-        columns[1].number_input("Batch size", 1, 4096, key=key("batch_size"))
-        columns[2].number_input("Epochs", 1, 10_000, key=key("epochs"))
-        columns[3].number_input("Seed", 0, 2**31 - 1, key=key("seed"))
-        columns = st.columns(4)
-        columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, step=1.0, key=key("kl_warmup_epochs"),
-                                help="β ramps linearly from 0 over this many epochs.")
-        columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, key=key("likelihood"))
-        columns[2].selectbox("Posterior q(z|x)", POSTERIOR_FAMILIES, key=key("posterior"),
-                             format_func=lambda name: FAMILIES[name].name,
-                             help="The prior p(z) is the same family at location 0, scale 1. The KL is exact for "
-                                  "Gaussian and Laplace, a Monte Carlo estimate for the others.")
-        devices = [d for d in DEVICES if d != "cuda" or torch.cuda.is_available()]
-        columns[3].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
-        uploader()
+    with columns[4].popover("More", icon=":material/tune:", width="stretch"):
+        more_settings()
     remember_widgets(list(defaults))
+    download_notice(st.session_state[key("dataset")])
+
+
+def more_settings() -> None:
+    """What a teacher rarely changes in class, in a popover so the live charts stay on the first screen."""
+    columns = st.columns(2)
+    columns[0].number_input("Learning rate (Adam)", 1e-5, 10.0, format="%.0e", step=1e-4, key=key("lr"),
+                            help="A new value also applies to a paused run when you press Resume.")
+    columns[1].number_input("Batch size", 1, 4096, key=key("batch_size"))
+    columns[0].number_input("Epochs", 1, 10_000, key=key("epochs"))
+    columns[1].number_input("Seed", 0, 2**31 - 1, key=key("seed"))
+    columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, step=1.0, key=key("kl_warmup_epochs"),
+                            help="β ramps linearly from 0 over this many epochs.")
+    columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, key=key("likelihood"))
+    columns[0].selectbox("Posterior q(z|x)", POSTERIOR_FAMILIES, key=key("posterior"),
+                         format_func=lambda name: FAMILIES[name].name,
+                         help="The prior p(z) is the same family at location 0, scale 1. The KL is exact for "
+                              "Gaussian and Laplace, a Monte Carlo estimate for the others.")
+    devices = [d for d in DEVICES if d != "cuda" or torch.cuda.is_available()]
+    columns[1].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
+    uploader()
+
+
+def download_notice(dataset: str) -> None:
+    """Say before Start that a dataset must be downloaded (and what happens offline), not after."""
+    if dataset in ("mnist", "fashion-mnist") and not is_cached(dataset):
+        st.caption(f"{DATASET_LABELS[dataset].split(' (')[0]} is not on this computer yet: Start downloads it "
+                   "(about 10 to 30 MB). Without a network the bundled digits are used instead.")
 
 
 def uploader() -> None:
     """Checked the moment it arrives, so a bad file is refused before anyone presses Start."""
     upload = st.file_uploader("Your own data: an .npz with x_train, x_test (N×H×W or N×D, uint8 or floats in "
-                              "[0, 1]) and optional y_train, y_test", type=["npz"], key=key("upload"))
+                              "[0, 1]), optional y_train, y_test. Then pick “My own .npz file”.", type=["npz"],
+                              key=key("upload"))
     if upload is None:
         return
     try:
@@ -99,7 +112,7 @@ def uploader() -> None:
         return
     height, width = dataset.image_shape
     st.success(f"{dataset.name}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} held-out images "
-               f"of {height}×{width}. Choose “My own .npz file” above and press Start.")
+               f"of {height}×{width}.")
 
 
 def chosen_dataset() -> Dataset | None:
@@ -109,13 +122,12 @@ def chosen_dataset() -> Dataset | None:
         return cached_dataset(name)
     upload = st.session_state.get(key("upload"))
     if upload is None:
-        st.warning("Choose a .npz file under *More settings* first, or pick another dataset.")
+        st.warning("Choose a .npz file under *More* first, or pick another dataset.")
         return None
     try:
         return load_npz(upload)
-    except DataError as error:
-        st.error(f"That file was refused: {error}")
-        return None
+    except DataError:
+        return None  # the uploader already says why, in a sentence
 
 
 def start() -> bool:
@@ -183,7 +195,7 @@ def live_view() -> None:
 def notices(job: TrainingJob, snap: JobSnapshot) -> None:
     if snap.diverged:
         st.warning(snap.message.replace("lower the learning rate, then resume",
-                                        "lower the learning rate under *More settings*, then press **Resume**"),
+                                        "lower the learning rate under *More*, then press **Resume**"),
                    icon=":material/warning:")
     elif snap.status == JobStatus.FAILED:
         st.error(snap.message)
@@ -241,10 +253,10 @@ def download(job: TrainingJob | None) -> None:
 
 
 st.markdown("### Train a VAE")
-st.markdown(f"Press **Start** and watch the {coloured('elbo', 'ELBO')} climb: the "
-            f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises while the "
-            f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) grows to pay for what the code z carries "
-            "(nats per example).", unsafe_allow_html=True)
+st.markdown(f"Press **Start**: the {coloured('elbo', 'ELBO')} climbs as the "
+            f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises and the "
+            f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) pays for what z carries (nats per example).",
+            unsafe_allow_html=True)
 settings()
 controls(current_job())
 live_view()

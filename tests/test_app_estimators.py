@@ -41,7 +41,7 @@ def test_every_cost_renders(page, cost):
 
 def test_score_function_wins_for_cos_with_large_k(page):
     page.selectbox(key="estimators:cost").select("cos(k z)").run()
-    page.slider(key="estimators:k").set_value(5.0).run()
+    page.slider(key="estimators:k:cos(k z)").set_value(5.0).run()
     page.slider(key="estimators:mu").set_value(0.0).run()
     ratio = metric(page, "Variance ratio, score / pathwise")
     assert float(ratio.rstrip("×")) < 1  # the exception the page teaches

@@ -31,11 +31,12 @@ def test_start_grow_switch_page_and_back(app_url):
     with browser_page(height=1100) as page:
         page.goto(app_url)
         wait_for_idle(page)
-        page.get_by_text("More settings").click()
+        page.get_by_role("button", name="More").click()
         epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
         epochs.fill("5000")  # long enough to still be running after the page visits
         epochs.press("Enter")
         wait_for_idle(page)
+        page.keyboard.press("Escape")  # close the popover
         page.get_by_role("button", name="Start").click()
         page.locator("p").filter(has_text="Running").first.wait_for(timeout=30_000)
 

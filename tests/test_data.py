@@ -393,3 +393,12 @@ def test_npz_not_an_archive(tmp_path: Path) -> None:
         data.load_npz(single)
     with pytest.raises(DataError, match="does not exist"):
         data.load_npz(tmp_path / "missing.npz")
+
+
+def test_is_cached_sees_the_four_files(tmp_path: Path) -> None:
+    assert not data.is_cached("mnist", tmp_path)
+    (tmp_path / "mnist").mkdir()
+    for fname in data.IDX_FILES.values():
+        (tmp_path / "mnist" / fname).write_bytes(b"x")
+    assert data.is_cached("mnist", tmp_path)
+    assert not data.is_cached("fashion-mnist", tmp_path)

@@ -247,6 +247,12 @@ def download_idx_files(
     }
 
 
+def is_cached(name: str, data_dir: str | Path | None = None) -> bool:
+    """Whether the four IDX files of `name` are already in the cache (then nothing is downloaded)."""
+    folder = Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / name
+    return all((folder / fname).is_file() for fname in IDX_FILES.values())
+
+
 def _idx_split(images: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Check one images/labels pair and convert to (N, H*W) float32 in [0, 1] and int64."""
     if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1:

@@ -136,13 +136,14 @@ def transform_figure(noise: np.ndarray, z: np.ndarray, curve_noise: np.ndarray, 
     """Draws of the noise (x) against z (y), the transform z = g(params, noise) through them, and the picked
     point whose dz/dparams the page prints. The y range follows the curve, so heavy tails do not squash it."""
     figure = go.Figure(layout=_plain_layout(f"base noise {noise_name}", "z = g(params, noise)", height))
-    figure.add_scatter(x=curve_noise.astype(np.float32), y=curve_z.astype(np.float32), mode="lines",
-                       name="z = g(params, noise)", line={"color": PALETTE["z"], "width": 2})
     figure.add_scatter(x=noise.astype(np.float32), y=z.astype(np.float32), mode="markers", name="draws",
                        marker={"color": PALETTE["eps"], "size": 7, "opacity": 0.5})
+    # The curve over the dots, dashed: for a location-scale family every dot lies on it.
+    figure.add_scatter(x=curve_noise.astype(np.float32), y=curve_z.astype(np.float32), mode="lines",
+                       name="z = g(params, noise)", line={"color": PALETTE["z"], "width": 3, "dash": "dash"})
     figure.add_scatter(x=[picked[0]], y=[picked[1]], mode="markers", name="picked point",
-                       marker={"color": PALETTE["mu"], "size": 16, "symbol": "diamond",
-                               "line": {"color": "black", "width": 2}})
+                       marker={"color": "white", "size": 18, "symbol": "circle",
+                               "line": {"color": "black", "width": 3}}, cliponaxis=False)
     low, high = float(np.min(curve_z)), float(np.max(curve_z))
     margin = 0.05 * (high - low or 1.0)
     figure.update_xaxes(range=[float(curve_noise[0]), float(curve_noise[-1])])
@@ -186,21 +187,23 @@ ESTIMATOR_LABELS = {"pathwise": "pathwise (reparameterization)", "score_function
 
 def estimates_histogram_figure(estimates: dict[str, np.ndarray], exact: float, x_title: str,
                                height: int = 380) -> go.Figure:
-    """Many gradient estimates per estimator, overlaid, with the exact gradient as a vertical line. The x range
-    covers the central 98% of the wider estimator, so one wild score-function draw does not hide the rest."""
+    """Many gradient estimates per estimator, overlaid, with the exact gradient as a vertical line. The density
+    axis is logarithmic and the legend gives each standard deviation: a score-function histogram is often a tall
+    spike with long tails, which on a linear axis would look like the *less* noisy one."""
     everything = np.concatenate(list(estimates.values()))
-    low, high = np.percentile(everything, [1, 99])
+    low, high = np.percentile(everything, [0.5, 99.5])
     low, high = min(low, exact), max(high, exact)
-    figure = go.Figure(layout=_plain_layout(x_title, "density", height))
+    figure = go.Figure(layout=_plain_layout(x_title, "density (log scale)", height))
     for name, values in estimates.items():
-        figure.add_histogram(x=values.astype(np.float32), histnorm="probability density", name=ESTIMATOR_LABELS[name],
-                             marker={"color": PALETTE[name]}, opacity=0.55, xbins={"start": low, "end": high,
-                                                                                    "size": (high - low) / 80 or 1})
+        figure.add_histogram(x=values.astype(np.float32), histnorm="probability density",
+                             name=f"{ESTIMATOR_LABELS[name]}, sd {np.std(values):.3g}", marker={"color": PALETTE[name]},
+                             opacity=0.55, xbins={"start": low, "end": high, "size": (high - low) / 80 or 1})
     figure.add_vline(x=exact, line={"color": "black", "width": 3, "dash": "dash"})
     figure.add_annotation(x=exact, y=0.95, yref="paper", text=" exact gradient", showarrow=False, xanchor="left",
                           font={"size": FONT_SIZE}, bgcolor="rgba(255,255,255,0.8)")
     figure.update_layout(barmode="overlay")
     figure.update_xaxes(range=[low, high])
+    figure.update_yaxes(type="log", exponentformat="power")
     return figure
 
 

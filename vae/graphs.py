@@ -163,29 +163,31 @@ def _gradient_label(edge: Edge, fan_out: int) -> str:
 def _gradient_edge(edge: Edge, fan_out: int) -> str:
     """The gradient running back along `edge`, drawn as a red dashed arrow pointing at its source."""
     label = _gradient_label(edge, fan_out)
+    # xlabel, not label: an edge label widens the gap between ranks, and the page scales the whole drawing
+    # down to fit its width; xlabels are placed after layout and cost no width.
     attributes = _attributes(dir="back", color=GRADIENT_COLOUR, fontcolor=GRADIENT_COLOUR, style="dashed",
-                             penwidth=3, label=label)
+                             penwidth=3, xlabel=label)
     return f"  {edge.source} -> {edge.target} {attributes};"
 
 
 def _blocked_edge(edge: Edge) -> str:
     """A red dotted arrow from the sample back towards its distribution, stopped by a bar (✗)."""
     attributes = _attributes(dir="back", arrowtail="tee", color=GRADIENT_COLOUR, fontcolor=GRADIENT_COLOUR,
-                             style="dotted", penwidth=3, label="✗ no gradient\nthrough sampling")
+                             style="dotted", penwidth=3, xlabel="✗ no gradient\nthrough sampling")
     return f"  {edge.source} -> {edge.target} {attributes};"
 
 
 def _forward_edge(edge: Edge) -> str:
     style: dict[str, str | float] = {"penwidth": 2}
     if edge.label:
-        style["label"] = edge.label
+        style["xlabel"] = edge.label
     if edge.role == "noise":
         style.update(color=PALETTE["eps"], penwidth=3)
     return f"  {edge.source} -> {edge.target} {_attributes(**style)};"
 
 
 def _header(name: str, title: str, rankdir: str = "LR", ranksep: float = 0.6) -> list[str]:
-    graph = _attributes(rankdir=rankdir, label=title, labelloc="t", fontsize=TITLE_SIZE, fontname=FONT, nodesep=0.4,
+    graph = _attributes(rankdir=rankdir, label=title, labelloc="t", fontsize=TITLE_SIZE, fontname=FONT, nodesep=0.25,
                         ranksep=ranksep)
     return [
         f"digraph {dot_string(name)} {{",
@@ -198,8 +200,9 @@ def _header(name: str, title: str, rankdir: str = "LR", ranksep: float = 0.6) ->
 def to_dot(graph: Graph, highlight_backprop: bool = True) -> str:
     """DOT text of `graph`: values flow left to right in black; with `highlight_backprop`, the gradient of
     the loss runs back in red dashes, and a red dotted ✗ marks where it is blocked."""
-    # LR: columns in data-flow order, as the other pages lay out encoder -> latent -> decoder.
-    lines = _header(graph.name, graph.title)
+    # LR: columns in data-flow order, as the other pages lay out encoder -> latent -> decoder. Tight rank
+    # spacing: the page scales the drawing to its width, so every inch of spacing costs font size.
+    lines = _header(graph.name, graph.title, ranksep=0.55)
     lines += [f"  {node.id} {_attributes(**_node_style(node))};" for node in graph.nodes]
     # μ and σ (and ε) in one column, so z's inputs line up whichever graph is shown.
     lines.append("  { rank=same; " + " ".join(n.id for n in graph.nodes if n.id in ("mu", "sigma", "eps")) + " }")

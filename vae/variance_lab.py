@@ -91,3 +91,33 @@ def work_normalised_variance(variance: dict[str, float], seconds: dict[str, floa
     """Variance times compute time per estimate: lower is better for a fixed budget of seconds (an estimator
     twice as slow must have less than half the variance to be worth it)."""
     return {name: variance[name] * seconds[name] for name in variance}
+
+
+@dataclass(frozen=True)
+class ToyLab:
+    """Everything the toy section of the Estimators page shows for one setting and one parameter."""
+
+    exact_gradient: float
+    estimates: dict[str, np.ndarray]  # estimator -> (R,) K-sample estimates
+    curve: VarianceCurve
+    variance: dict[str, float]  # estimator -> exact variance of a K-sample estimate
+    seconds: dict[str, float]  # estimator -> seconds per K-sample estimate
+
+
+def toy_lab_results(setting: ToySetting, num_samples: int, parameter: str, repetitions: int = 3000) -> ToyLab | None:
+    """The toy lab's numbers, or None where they overflow (exp(k z) with large k * sigma): no number to show."""
+    try:
+        estimates = gradient_estimates(setting, num_samples, repetitions)
+        lab = ToyLab(
+            exact_gradient=true_gradient(setting)[parameter],
+            estimates={name: values[parameter] for name, values in estimates.items()},
+            curve=variance_curve(setting, parameter),
+            variance={name: exact_single_sample_variance(setting, name)[parameter] / num_samples
+                      for name in ESTIMATORS},
+            seconds=seconds_per_estimate(setting, num_samples),
+        )
+    except (OverflowError, FloatingPointError):
+        return None
+    numbers = [lab.exact_gradient, *lab.variance.values(), *np.concatenate([*lab.curve.exact.values(),
+                                                                            *lab.estimates.values()])]
+    return lab if np.all(np.isfinite(numbers)) else None
