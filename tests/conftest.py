@@ -28,3 +28,18 @@ def small_digits(digits: Dataset) -> Dataset:
 def small_config() -> TrainConfig:
     return TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2), epochs=3, batch_size=32, lr=3e-3,
                        device="cpu")
+
+
+def open_app_page(path: str | None = None):
+    """A fresh AppTest of app.py, switched to `path` (a file under pages/), with no exception on the page.
+    AppTest's session id is constant, so the process-wide cache is cleared first."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_resource.clear()
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.run()
+    if path is not None:
+        at.switch_page(path).run()
+    assert not at.exception
+    return at

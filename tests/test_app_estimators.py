@@ -1,9 +1,9 @@
 """AppTest of the Estimators page: the toy lab's numbers, the VAE table, and the race."""
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_app_page
 from vae.estimators import COSTS
 from vae.job import JobStatus
 from vae.variance_lab import ToySetting, exact_single_sample_variance
@@ -11,11 +11,7 @@ from vae.variance_lab import ToySetting, exact_single_sample_variance
 
 @pytest.fixture
 def page():
-    st.cache_resource.clear()
-    at = AppTest.from_file("../app.py", default_timeout=120)
-    at.run()
-    at.switch_page("pages/estimators.py").run()
-    assert not at.exception
+    at = open_app_page("pages/estimators.py")
     yield at
     for job in (at.session_state["estimators:race"] or {}).values() if "estimators:race" in at.session_state else ():
         job.stop()

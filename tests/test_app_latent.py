@@ -2,20 +2,15 @@
 
 import numpy as np
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_app_page
 from vae.checkpoints import load_pretrained
 from vae.latent import posterior_means
 
 
 @pytest.fixture
 def page():
-    st.cache_resource.clear()
-    at = AppTest.from_file("../app.py", default_timeout=120)
-    at.run()
-    at.switch_page("pages/latent.py").run()
-    assert not at.exception
+    at = open_app_page("pages/latent.py")
     return at
 
 

@@ -1,19 +1,14 @@
 """AppTest of the Reparameterization page: every family renders, the numbers shown are the right ones."""
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_app_page
 from vae.families import FAMILIES
 
 
 @pytest.fixture
 def page():
-    st.cache_resource.clear()
-    at = AppTest.from_file("../app.py", default_timeout=60)
-    at.run()
-    at.switch_page("pages/reparameterization.py").run()
-    assert not at.exception
+    at = open_app_page("pages/reparameterization.py")
     return at
 
 

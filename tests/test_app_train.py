@@ -3,18 +3,15 @@
 import json
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_app_page
 from vae.job import JobStatus
 
 
 @pytest.fixture
 def app():
-    st.cache_resource.clear()  # AppTest's session id is constant: start every test from a clean process cache
-    at = AppTest.from_file("../app.py", default_timeout=60)
-    at.run()
-    assert not at.exception
+    at = open_app_page()
     yield at
     job = at.session_state["training_job"] if "training_job" in at.session_state else None
     if job is not None:
