@@ -20,9 +20,9 @@ def _leave_legacy_multipage_mode() -> None:
     """Streamlit treats a folder named pages/ as an old-style multipage app until st.navigation first runs in
     the process: a first visitor arriving on a page's own URL would run that file alone, without app.py's
     navigation. Switch to st.navigation's mode and rerun through app.py (every page imports this module)."""
-    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.pages_manager import PagesManager  # internal API: degrade to a no-op if it moves
 
-    if PagesManager.uses_pages_directory:
+    if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
