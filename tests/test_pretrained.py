@@ -33,5 +33,6 @@ def test_the_readme_command_reproduces_the_digits_checkpoint(tmp_path):
     assert main(["train", *command.split()[:-1], str(out)]) == 0
     fresh, bundled = load_checkpoint(out), load_pretrained("digits")
     assert fresh.config == bundled.config
-    # Same seed, same data, same steps: the same held-out ELBO up to floating-point summation order.
-    assert fresh.metrics["held_out"][-1]["elbo"] == pytest.approx(bundled.metrics["held_out"][-1]["elbo"], abs=0.2)
+    # Same seed, data and steps. Another CPU may round matrix products differently and the run then drifts like
+    # a different seed would: across seeds the final held-out ELBO spreads over about 0.3 nats.
+    assert fresh.metrics["held_out"][-1]["elbo"] == pytest.approx(bundled.metrics["held_out"][-1]["elbo"], abs=0.6)
