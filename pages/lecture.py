@@ -40,6 +40,10 @@ def gradient_section() -> None:
              r"\end{aligned}")
     st.page_link("pages/reparameterization.py", label="See ε become z for seven families, and the graph before "
                  "and after", icon=":material/shuffle:")
+    st.markdown("This pathwise estimator has far lower variance than the score-function (REINFORCE) one, "
+                "∇φ E[f] = E[f(z) ∇φ log q_φ(z)], which never differentiates f. Usually.")
+    st.page_link("pages/estimators.py", label="Measure both, with exact values, and find where the claim fails",
+                 icon=":material/query_stats:")
 
 
 PSEUDOCODE = [
@@ -71,3 +75,4 @@ def pseudocode_section() -> None:
 elbo_section()
 gradient_section()
 pseudocode_section()
+st.page_link("pages/latent.py", label="Then walk the trained model's latent space", icon=":material/explore:")
