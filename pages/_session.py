@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
 
 from vae.checkpoints import PRETRAINED, CheckpointError, load_checkpoint, load_pretrained
 from vae.config import TrainConfig
 from vae.data import DataError, Dataset, load_dataset
+from vae.figures import image_grid, png_data_uri
 from vae.job import JobLimitError, TrainingJob
 from vae.model import VAE
 
@@ -47,6 +50,17 @@ def restore_widgets(keys: list[str], defaults: dict) -> None:
 def remember_widgets(keys: list[str]) -> None:
     for key in keys:
         st.session_state["kept:" + key] = st.session_state[key]
+
+
+def show_images(images: np.ndarray, columns: int, caption: str, tile: int = 56, gap: int = 2) -> None:
+    """Images (N, H, W) in [0, 1] tiled into one inline PNG, each tile about `tile` px wide with crisp pixels.
+    Inline, because st.image's media files were sometimes gone before the browser fetched them when a page
+    refreshed twice a second; the picture also arrives with the rerun that made it (fast sliders)."""
+    grid = image_grid(images, columns, max(1, tile // images.shape[-1]), gap)
+    alt = html.escape(caption, quote=True)
+    st.markdown(f'<img src="{png_data_uri(grid)}" alt="{alt}" style="max-width:100%">', unsafe_allow_html=True)
+    if caption:
+        st.caption(caption)
 
 
 def current_job() -> TrainingJob | None:

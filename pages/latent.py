@@ -6,8 +6,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._session import ModelChoice, choose_model
-from vae.figures import image_grid, kl_per_dimension_figure, latent_scatter_figure, png_data_uri
+from pages._session import ModelChoice, choose_model, show_images
+from vae.figures import kl_per_dimension_figure, latent_scatter_figure
 from vae.latent import (
     decode_images,
     interpolate,
@@ -27,17 +27,6 @@ Z_KEY = "latent:z"
 st.title("Walk the latent space")
 st.markdown("Every point z decodes to an image. Move the sliders, click the map of the test set, or blend two "
             "images, and watch what each direction of z means.")
-
-
-def picture(grid: np.ndarray, caption: str) -> None:
-    """Inline PNG: no separate media request, so a slider's picture arrives with the slider's rerun."""
-    st.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="max-width:100%">', unsafe_allow_html=True)
-    if caption:
-        st.caption(caption)
-
-
-def pixel_size(choice: ModelChoice, tile: int = 56) -> int:
-    return max(1, tile // choice.config.model.input_shape[0])
 
 
 # --- the current point z, shared by sliders, buttons and the map ---------------------------------------------------
@@ -96,7 +85,7 @@ def explorer(choice: ModelChoice) -> None:
         buttons[3].button("Start from this image", on_click=from_test_image, args=(choice, index),
                           help="Move to the image's posterior mean μ(x)")
     with image:
-        picture(image_grid(decode_images(choice.model, z[None]), 1, pixel_size(choice, 200)), "decoded from z")
+        show_images(decode_images(choice.model, z[None]), 1, "decoded from z", tile=200)
 
 
 # --- the map of the test set ---------------------------------------------------------------------------------------
@@ -125,9 +114,9 @@ def manifold_section(choice: ModelChoice) -> None:
     extent = st.slider("Extent (probability mass of the prior covered)", 0.5, 0.99, 0.9, 0.01,
                        key="latent:extent")
     grid = manifold_grid(choice.model, count=15, extent=extent)  # (15, 15, H, W)
-    picture(image_grid(grid.reshape(-1, *grid.shape[2:]), 15, pixel_size(choice, 32), gap=1),
-            "z1 left to right, z2 bottom to top, at Gaussian quantiles (equal steps of probability), as in the "
-            "AEVB paper's appendix.")
+    caption = ("z1 left to right, z2 bottom to top, at Gaussian quantiles (equal steps of probability), as in the "
+               "AEVB paper's appendix.")
+    show_images(grid.reshape(-1, *grid.shape[2:]), 15, caption, tile=32, gap=1)
 
 
 def traversal_section(choice: ModelChoice, usage) -> None:
@@ -140,8 +129,7 @@ def traversal_section(choice: ModelChoice, usage) -> None:
         label, strip = st.columns([1, 8], vertical_alignment="center")
         label.markdown(f"**z{k + 1}**" + ("" if usage.active[k] else " (unused)"))
         with strip:
-            picture(image_grid(decode_images(choice.model, traversal(base, k, values)), len(values),
-                               pixel_size(choice, 56), gap=2), "")
+            show_images(decode_images(choice.model, traversal(base, k, values)), len(values), "")
 
 
 def interpolation_section(choice: ModelChoice) -> None:
@@ -153,8 +141,8 @@ def interpolation_section(choice: ModelChoice) -> None:
     ends = posterior_means(choice.model, choice.dataset.x_test[[first, second]])
     for method in ("linear", "spherical"):
         path = interpolate(ends[0], ends[1], 10, method)
-        picture(image_grid(decode_images(choice.model, path), 10, pixel_size(choice, 64)),
-                f"{method.capitalize()} interpolation between μ(x) of the two images.")
+        show_images(decode_images(choice.model, path), 10,
+                    f"{method.capitalize()} interpolation between μ(x) of the two images.", tile=64)
 
 
 def samples_section(choice: ModelChoice) -> None:
@@ -163,11 +151,10 @@ def samples_section(choice: ModelChoice) -> None:
     x = torch.as_tensor(choice.dataset.x_test[:10])
     left, right = st.columns(2)
     with left:
-        picture(image_grid(sample_prior(choice.model, 20).reshape(-1, *shape).numpy(), 10, pixel_size(choice)),
-                "Decoded from 20 draws z ~ p(z).")
+        show_images(sample_prior(choice.model, 20).reshape(-1, *shape).numpy(), 10, "Decoded from 20 draws z ~ p(z).")
     with right:
         pairs = torch.cat([x, reconstruct(choice.model, x)]).reshape(-1, *shape).numpy()
-        picture(image_grid(pairs, 10, pixel_size(choice)), "Held-out originals (top) and their reconstructions.")
+        show_images(pairs, 10, "Held-out originals (top) and their reconstructions.")
 
 
 def collapse_section(usage) -> None:
@@ -186,7 +173,7 @@ choice = choose_model("latent:model", prefer="digits-2d")
 if choice is not None:
     usage = latent_usage(choice.model, choice.dataset.x_test)
     explorer(choice)
-    means = posterior_means(choice.model, choice.dataset.x_test)
+    means = usage.means  # encoded once for both the map and the collapse section
     if choice.config.model.latent_dim == 2:
         left, right = st.columns(2)
         with left:

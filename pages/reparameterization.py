@@ -7,13 +7,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._session import ModelChoice, choose_model
+from pages._session import ModelChoice, choose_model, show_images
 from vae.families import FAMILIES, Family, base_distribution, gradients_at, posterior_rsample, transform_demo
 from vae.figures import (
     coloured,
     density_figure,
-    image_grid,
-    png_data_uri,
     posterior_figure,
     transform_figure,
 )
@@ -108,12 +106,10 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
     left, right = st.columns([3, 2])
     left.plotly_chart(posterior_figure(loc[0].numpy(), scale[0].numpy(), z.numpy()), key="reparam:posterior",
                       theme=None)
-    pixel = max(1, 48 // shape[0])
     pictures = torch.cat([x, decoded]).reshape(-1, *shape).numpy()
-    right.markdown(f'<img src="{png_data_uri(image_grid(pictures, 5, pixel))}" style="max-width:100%">',
-                   unsafe_allow_html=True)
-    right.caption("First: the test image x. Then the decoder's output for nine draws z = μ(x) + σ(x)·ε "
-                  f"(model: {choice.label}).")
+    with right:
+        show_images(pictures, 5, "First: the test image x. Then the decoder's output for nine draws "
+                    f"z = μ(x) + σ(x)·ε (model: {choice.label}).", tile=48)
     left.caption("A dimension with μ ≈ 0 and σ ≈ 1 for every image carries no information: its q(z|x) is the "
                  "prior (posterior collapse). The Latent space page counts them.")
 

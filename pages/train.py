@@ -6,7 +6,14 @@ import streamlit as st
 import torch
 
 from pages._live_plot import live_plotly_chart
-from pages._session import cached_dataset, current_job, remember_widgets, restore_widgets, start_new_job
+from pages._session import (
+    cached_dataset,
+    current_job,
+    remember_widgets,
+    restore_widgets,
+    show_images,
+    start_new_job,
+)
 from vae.config import (
     DEVICES,
     LIKELIHOODS,
@@ -18,7 +25,7 @@ from vae.config import (
 )
 from vae.data import DATASET_NAMES, DataError, Dataset, is_cached, load_npz
 from vae.families import FAMILIES
-from vae.figures import coloured, held_out_figure, image_grid, png_data_uri, training_curves_figure
+from vae.figures import coloured, held_out_figure, training_curves_figure
 from vae.job import JobSnapshot, JobStatus, TrainingJob
 from vae.model import reconstruct, sample_prior
 
@@ -231,19 +238,11 @@ def pictures(job: TrainingJob, snap: JobSnapshot) -> None:
     originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape).numpy()
     samples = sample_prior(model, 20).reshape(-1, *shape).numpy()
     left, right = st.columns(2)
-    pixel_size = max(1, 48 // shape[0])  # tiles about 50 px wide, whatever the image size
-    inline_picture(left, image_grid(originals_and_reconstructions, 10, pixel_size),
-                   "Top: held-out originals. Bottom: decoded from their μ(x).")
-    inline_picture(right, image_grid(samples, 10, pixel_size),
-                   "Samples: the decoder applied to 20 fixed draws z ~ N(0, I).")
-
-
-def inline_picture(column, grid, caption: str) -> None:
-    """An inline PNG, already scaled up with crisp pixels: no media request that a twice-a-second refresh
-    could race (st.image's files were sometimes gone before the browser fetched them)."""
-    column.markdown(f'<img src="{png_data_uri(grid)}" alt="{caption}" style="max-width:100%">',
-                    unsafe_allow_html=True)
-    column.caption(caption)
+    with left:
+        show_images(originals_and_reconstructions, 10, "Top: held-out originals. Bottom: decoded from their μ(x).",
+                    tile=48)
+    with right:
+        show_images(samples, 10, "Samples: the decoder applied to 20 fixed draws z ~ N(0, I).", tile=48)
 
 
 def download(job: TrainingJob | None) -> None:

@@ -76,6 +76,7 @@ def traversal(base: np.ndarray, dimension: int, values: np.ndarray) -> np.ndarra
 class LatentUsage:
     """How much each latent dimension is used, over a dataset."""
 
+    means: np.ndarray  # (N, K) mu(x) for every x
     mean_variance: np.ndarray  # (K,) Var over x of mu_k(x): the activity of each dimension
     kl: np.ndarray  # (K,) mean KL(q(z_k|x) || p(z_k)) in nats
     active: np.ndarray  # (K,) bool, mean_variance > ACTIVE_UNIT_THRESHOLD
@@ -99,7 +100,7 @@ def latent_usage(model: VAE, x: np.ndarray) -> LatentUsage:
                                   _sample(model, loc[:, k : k + 1], scale[:, k : k + 1])).mean()
                      for k in range(loc.shape[1])]
     means = loc.numpy()
-    return LatentUsage(means.var(axis=0), torch.stack(per_dimension).numpy(), active_units(means))
+    return LatentUsage(means, means.var(axis=0), torch.stack(per_dimension).numpy(), active_units(means))
 
 
 def _sample(model: VAE, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
