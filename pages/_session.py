@@ -5,18 +5,21 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from vae.checkpoints import PRETRAINED, CheckpointError, load_checkpoint, load_pretrained
 from vae.config import TrainConfig
 from vae.data import DataError, Dataset, load_dataset
-from vae.figures import image_grid, png_data_uri
+from vae.figures import for_projector, image_grid, png_data_uri
 from vae.job import JobLimitError, TrainingJob
 from vae.model import VAE
 
 JOB_KEY = "training_job"
+PRESENTING_KEY = "presentation_mode"
 
 
 def _leave_legacy_multipage_mode() -> None:
@@ -61,6 +64,19 @@ def show_images(images: np.ndarray, columns: int, caption: str, tile: int = 56, 
     st.markdown(f'<img src="{png_data_uri(grid)}" alt="{alt}" style="max-width:100%">', unsafe_allow_html=True)
     if caption:
         st.caption(caption)
+
+
+def presenting() -> bool:
+    """Presentation mode (one switch in the top bar, kept across pages): projector-first pages, larger text
+    and plots, advanced controls hidden. Pages put what a class does not need behind `if not presenting():`."""
+    return bool(st.session_state.get(PRESENTING_KEY, False))
+
+
+def show_figure(figure: go.Figure, key: str, **options) -> Any:
+    """Every static plotly chart goes through here: presentation mode makes its text and lines larger."""
+    if presenting():
+        for_projector(figure)
+    return st.plotly_chart(figure, key=key, theme=None, **options)
 
 
 def current_job() -> TrainingJob | None:

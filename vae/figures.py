@@ -33,6 +33,30 @@ REFERENCE_LABEL = "published (pytorch/examples)"
 FONT_SIZE = 16
 
 
+PROJECTOR_SCALE = 1.3  # presentation mode: text and lines this much larger
+
+
+def for_projector(figure: go.Figure, scale: float = PROJECTOR_SCALE) -> go.Figure:
+    """The same figure with every font and line `scale` times larger (presentation mode), in place."""
+    def grow(size: float | None, default: float) -> float:
+        return round((size or default) * scale, 1)
+
+    layout = figure.layout
+    layout.font.size = grow(layout.font.size, FONT_SIZE)
+    for axis in [*figure.select_xaxes(), *figure.select_yaxes()]:
+        axis.tickfont.size = grow(axis.tickfont.size, FONT_SIZE)
+        axis.title.font.size = grow(axis.title.font.size, FONT_SIZE)
+    if layout.title.text:
+        layout.title.font.size = grow(layout.title.font.size, FONT_SIZE + 2)
+    layout.legend.font.size = grow(layout.legend.font.size, FONT_SIZE)
+    for annotation in layout.annotations:
+        annotation.font.size = grow(annotation.font.size, FONT_SIZE)
+    for trace in figure.data:
+        if "line" in trace and trace.line.width:
+            trace.line.width = grow(trace.line.width, 2)
+    return figure
+
+
 def coloured(quantity: str, text: str) -> str:
     """HTML for `text` in the quantity's colour, so the prose uses the charts' colours."""
     return f'<b style="color:{PALETTE[quantity]}">{text}</b>'
