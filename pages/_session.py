@@ -5,18 +5,20 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from vae.checkpoints import PRETRAINED, CheckpointError, load_checkpoint, load_pretrained
-from vae.config import TrainConfig
+from vae import warmup
+from vae.config import PRETRAINED, TrainConfig
 from vae.data import DataError, Dataset, load_dataset
 from vae.figures import for_projector, image_grid, png_data_uri
-from vae.job import JobLimitError, TrainingJob
-from vae.model import VAE
+
+if TYPE_CHECKING:  # torch loads in the background (vae.warmup): the first screen must not wait for it
+    from vae.job import TrainingJob
+    from vae.model import VAE
 
 JOB_KEY = "training_job"
 PRESENTING_KEY = "presentation_mode"
@@ -42,17 +44,21 @@ def cached_dataset(name: str) -> Dataset:
     return load_dataset(name, fallback_to_digits=True)
 
 
-def restore_widgets(keys: list[str], defaults: dict) -> None:
-    """Give widgets their remembered values before they are drawn. Streamlit drops a widget's value when a
-    page without that widget runs, so the values are also kept under plain keys (see `remember_widgets`)."""
-    for key in keys:
-        if key not in st.session_state:
-            st.session_state[key] = st.session_state.get("kept:" + key, defaults[key])
+def remembered(key: str, default: Any) -> Any:
+    """A widget's value to draw it with: its own state, else the value kept from an earlier page, else `default`.
+
+    Pass it as the widget's `value`/`index` on every run, not only the first. A widget inside a popover or a
+    closed expander is mounted in the browser only when first opened, and it then starts from the value its
+    element carries: without `value` that is the widget's minimum (learning rate 1e-5, batch size 1), which the
+    browser sends back and the next Start trains with."""
+    return st.session_state.get(key, st.session_state.get("kept:" + key, default))
 
 
-def remember_widgets(keys: list[str]) -> None:
+def remember_widgets(keys: Iterable[str]) -> None:
+    """Keep widget values under plain keys: Streamlit drops a widget's state when a page without it runs."""
     for key in keys:
-        st.session_state["kept:" + key] = st.session_state[key]
+        if key in st.session_state:
+            st.session_state["kept:" + key] = st.session_state[key]
 
 
 def show_images(images: np.ndarray, columns: int, caption: str, tile: int = 56, gap: int = 2) -> None:
@@ -97,6 +103,11 @@ def start_new_job(config: TrainConfig, dataset: Dataset, paused: bool = False) -
 def start_jobs(configs: dict[str, TrainConfig], dataset: Dataset, replacing: Iterable[TrainingJob] = (),
                paused: bool = False, **job_options) -> dict[str, TrainingJob] | None:
     """Stop `replacing` (freeing their slots), then start one job per config; all or none."""
+    if not warmup.is_ready():
+        with st.spinner("Getting PyTorch ready (only the first time)…"):
+            warmup.wait()
+    from vae.job import JobLimitError, TrainingJob
+
     for job in replacing:
         job.stop()
         job.join(timeout=5)
@@ -126,6 +137,8 @@ class ModelChoice:
 
 @st.cache_resource(show_spinner=False)
 def _pretrained(name: str):
+    from vae.checkpoints import load_pretrained
+
     return load_pretrained(name)  # shared by all sessions: never mutate the model it returns
 
 
@@ -158,6 +171,8 @@ def _uploaded_model(key: str) -> ModelChoice | None:
                               type=["safetensors"], key=key + ":upload")
     if upload is None:
         return None
+    from vae.checkpoints import CheckpointError, load_checkpoint
+
     try:
         checkpoint = load_checkpoint(upload.getvalue())
     except CheckpointError as error:

@@ -1,39 +1,55 @@
-"""Train: configure a VAE, start it, and watch the ELBO and its two terms move while it trains."""
+"""Train: configure a VAE, start it, and watch the ELBO and its two terms move while it trains.
+
+Before anything trains, the page shows the bundled run (its curves and pictures) so the first screen already
+teaches. Nothing drawn before Start needs PyTorch, which loads in the background (vae.warmup)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import numpy as np
 import streamlit as st
-import torch
 
 from pages._live_plot import live_plotly_chart
 from pages._session import (
     cached_dataset,
     current_job,
+    presenting,
     remember_widgets,
-    restore_widgets,
+    remembered,
     show_images,
     start_new_job,
 )
+from vae import warmup
 from vae.config import (
     DEVICES,
     LIKELIHOODS,
     POSTERIOR_FAMILIES,
+    POSTERIOR_LABELS,
     PRESET_LABELS,
     TrainConfig,
     preset_config,
     reference_test_loss,
 )
 from vae.data import DATASET_NAMES, DataError, Dataset, is_cached, load_npz
-from vae.families import FAMILIES
-from vae.figures import coloured, held_out_figure, training_curves_figure
-from vae.job import JobSnapshot, JobStatus, TrainingJob
-from vae.model import reconstruct, sample_prior
+from vae.figures import coloured, for_projector, held_out_figure, training_curves_figure
+from vae.metrics import EpochMetrics, JobSnapshot, JobStatus
+from vae.preview import bundled_preview
+
+if TYPE_CHECKING:
+    from vae.job import TrainingJob
 
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
 PREFIX = "train:"
 SETTINGS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed", "kl_warmup_epochs", "likelihood",
             "posterior", "device")  # TrainConfig fields (or its model's) that a widget sets
+BUNDLED_RUN = "digits"  # the run the page opens on
+CHART_HEIGHT = 250  # two charts, the controls and the pictures on one 1280x720 screen
+PICTURE_TILE = 32
+# Tighter vertical gaps than Streamlit's 1rem: the whole run fits one projector screen.
+PAGE_STYLE = """<style>[data-testid='stMainBlockContainer'] [data-testid='stVerticalBlock'] { gap: 0.6rem; }
+[data-testid='stMainBlockContainer'] h3 { padding-top: 0; }</style>"""
 
 
 def key(name: str) -> str:
@@ -50,51 +66,70 @@ def preset_values(name: str) -> dict:
     return {key(name): value for name, value in values.items()}
 
 
+DEFAULTS = preset_values("digits")
+
+
+def value(name: str):
+    """The value to draw setting `name` with (see `remembered`: passed on every run, never left to the widget)."""
+    return remembered(key(name), DEFAULTS[key(name)])
+
+
+def index(options, name: str) -> int:
+    options = list(options)
+    current = value(name)
+    return options.index(current) if current in options else 0
+
+
 def load_preset_into_widgets() -> None:
     """A callback, so it runs before the widgets are drawn."""
     st.session_state.update(preset_values(st.session_state[key("preset")]))
 
 
 def config_from_widgets() -> TrainConfig:
-    values = {name: st.session_state[key(name)] for name in SETTINGS}
-    return preset_config(st.session_state[key("preset")]).replace(**values)
+    values = {name: value(name) for name in SETTINGS}
+    return preset_config(value("preset")).replace(**values)
 
 
 def settings() -> None:
-    """The controls a teacher needs in front; the rest in an expander."""
-    defaults = preset_values("digits")
-    restore_widgets(list(defaults), defaults)
-    columns = st.columns([3, 3, 2, 2, 1.4], vertical_alignment="bottom")
-    columns[0].selectbox("Which model?", list(PRESET_LABELS), format_func=PRESET_LABELS.get, key=key("preset"),
-                         on_change=load_preset_into_widgets)
-    columns[1].selectbox("Which data?", [*DATASET_NAMES, "upload"], format_func=DATASET_LABELS.get,
-                         key=key("dataset"))
-    columns[2].slider("Latent dimension (size of z)", 1, 64, key=key("latent_dim"))
-    columns[3].number_input("β (KL weight)", 0.0, 10.0, step=0.1, key=key("beta"),
+    """The controls a teacher needs in front; the rest in a popover (hidden in presentation mode)."""
+    # Presentation mode: no data picker (a class trains on the bundled digits) and no popover; more room for text.
+    columns = st.columns([3, 2.4, 2.4] if presenting() else [3, 3, 2, 2, 1.4], vertical_alignment="bottom")
+    model, data, latent, beta, more = columns[:1] + [None] + columns[1:] + [None] if presenting() else columns
+    model.selectbox("Which model?", list(PRESET_LABELS), index=index(PRESET_LABELS, "preset"),
+                         format_func=PRESET_LABELS.get, key=key("preset"), on_change=load_preset_into_widgets)
+    if not presenting():  # a class trains on the bundled digits; the room goes to larger text
+        datasets = [*DATASET_NAMES, "upload"]
+        data.selectbox("Which data?", datasets, index=index(datasets, "dataset"),
+                             format_func=DATASET_LABELS.get, key=key("dataset"))
+    latent.slider("Latent dimension (size of z)", 1, 64, value=value("latent_dim"), key=key("latent_dim"))
+    beta.number_input("β (KL weight)", 0.0, 10.0, value=float(value("beta")), step=0.1, key=key("beta"),
                             help="The loss is −(E_q[log p(x|z)] − β·KL). β = 1 is the ELBO.")
-    with columns[4].popover("More", icon=":material/tune:", width="stretch"):
-        more_settings()
-    remember_widgets(list(defaults))
-    download_notice(st.session_state[key("dataset")])
+    if not presenting():
+        with more.popover("More", icon=":material/tune:", width="stretch"):
+            more_settings()
+    remember_widgets(DEFAULTS)
+    download_notice(value("dataset"))
 
 
 def more_settings() -> None:
-    """What a teacher rarely changes in class, in a popover so the live charts stay on the first screen."""
+    """What a teacher rarely changes in class. Every widget gets its value explicitly: see `remembered`."""
     columns = st.columns(2)
-    columns[0].number_input("Learning rate (Adam)", 1e-5, 10.0, format="%.0e", step=1e-4, key=key("lr"),
-                            help="A new value also applies to a paused run when you press Resume.")
-    columns[1].number_input("Batch size", 1, 4096, key=key("batch_size"))
-    columns[0].number_input("Epochs", 1, 10_000, key=key("epochs"))
-    columns[1].number_input("Seed", 0, 2**31 - 1, key=key("seed"))
-    columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, step=1.0, key=key("kl_warmup_epochs"),
-                            help="β ramps linearly from 0 over this many epochs.")
-    columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, key=key("likelihood"))
-    columns[0].selectbox("Posterior q(z|x)", POSTERIOR_FAMILIES, key=key("posterior"),
-                         format_func=lambda name: FAMILIES[name].name,
+    columns[0].number_input("Learning rate (Adam)", 1e-5, 10.0, value=float(value("lr")), format="%.0e", step=1e-4,
+                            key=key("lr"), help="A new value also applies to a paused run when you press Resume.")
+    columns[1].number_input("Batch size", 1, 4096, value=int(value("batch_size")), key=key("batch_size"))
+    columns[0].number_input("Epochs", 1, 10_000, value=int(value("epochs")), key=key("epochs"))
+    columns[1].number_input("Seed", 0, 2**31 - 1, value=int(value("seed")), key=key("seed"))
+    columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, value=float(value("kl_warmup_epochs")), step=1.0,
+                            key=key("kl_warmup_epochs"), help="β ramps linearly from 0 over this many epochs.")
+    columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, index=index(LIKELIHOODS, "likelihood"),
+                         key=key("likelihood"))
+    columns[0].selectbox("Posterior q(z|x)", POSTERIOR_FAMILIES, index=index(POSTERIOR_FAMILIES, "posterior"),
+                         key=key("posterior"), format_func=POSTERIOR_LABELS.get,
                          help="The prior p(z) is the same family at location 0, scale 1. The KL is exact for "
                               "Gaussian and Laplace, a Monte Carlo estimate for the others.")
-    devices = [d for d in DEVICES if d != "cuda" or torch.cuda.is_available()]
-    columns[1].selectbox("Device", devices, key=key("device"), help="auto uses the GPU when one is present.")
+    devices = [d for d in DEVICES if d != "cuda" or warmup.cuda_available()]
+    columns[1].selectbox("Device", devices, index=index(devices, "device"), key=key("device"),
+                         help="auto uses the GPU when one is present.")
     uploader()
 
 
@@ -124,7 +159,7 @@ def uploader() -> None:
 
 def chosen_dataset() -> Dataset | None:
     """The dataset the settings name, or None with a sentence in the page saying what is wrong."""
-    name = st.session_state[key("dataset")]
+    name = value("dataset")
     if name != "upload":
         return cached_dataset(name)
     upload = st.session_state.get(key("upload"))
@@ -145,12 +180,12 @@ def start() -> bool:
 
 def resume(job: TrainingJob) -> None:
     """Resume with the learning rate now in the settings (the way out of a divergence)."""
-    job.set_learning_rate(st.session_state[key("lr")])
+    job.set_learning_rate(value("lr"))
     job.resume()
 
 
 def controls(job: TrainingJob | None) -> None:
-    """Start, Pause/Resume, Step, Stop in one row."""
+    """Start, Pause/Resume, Step, Stop in one row, with the epoch counter beside them."""
     snap = job.snapshot() if job else None
     status = snap.status if snap else None
     alive = bool(snap and snap.is_alive)
@@ -177,10 +212,13 @@ def counter() -> None:
     """The epoch in large type beside the buttons, like a game clock; the status line under it."""
     job = current_job()
     if job is None:
+        preview = bundled_preview(BUNDLED_RUN)
+        st.markdown(f"**Showing the bundled run** ({preview.config.epochs} epochs on digits). "
+                    "Press **Start** to train your own.")
         return
     snap = job.snapshot()
-    st.markdown(f"### Epoch {snap.epoch:,} / {snap.epochs:,}")
-    st.markdown(f"**{snap.status_line}**")
+    st.markdown(f"<div class='epoch-counter'><b>Epoch {snap.epoch:,} / {snap.epochs:,}</b> · {snap.status_line}"
+                "</div>", unsafe_allow_html=True)
 
 
 @st.fragment(run_every=0.5)
@@ -188,15 +226,21 @@ def live_view() -> None:
     """Redrawn twice a second without rerunning the page; widgets stay outside."""
     job = current_job()
     if job is None:
-        st.info("Press **Start** to train. The curves, reconstructions and samples appear here as it learns.")
+        bundled_view()
         return
     snap = job.snapshot()
     if snap.status != st.session_state.get("train:rendered_status"):
         st.rerun(scope="app")  # buttons outside this fragment must follow the new status
     st.progress(snap.progress)
     notices(job, snap)
-    curves(snap)
-    pictures(job, snap)
+    progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "")
+
+
+def bundled_view() -> None:
+    """The first screen: the bundled run's curves and pictures, read from files (no PyTorch needed)."""
+    preview = bundled_preview(BUNDLED_RUN)
+    st.progress(1.0)
+    progress_row(preview.train, preview.held_out, None, (preview.reconstructions, preview.samples), "Bundled run · ")
 
 
 def notices(job: TrainingJob, snap: JobSnapshot) -> None:
@@ -213,49 +257,59 @@ def notices(job: TrainingJob, snap: JobSnapshot) -> None:
                 st.write(job.dataset.notice_details)
 
 
-def curves(snap: JobSnapshot) -> None:
-    """Drag to zoom, double-click to reset; refreshes keep the zoom."""
-    left, right = st.columns(2)
-    left.markdown("##### Training minibatches, per SGD step")
-    if len(snap.train["step"]):
-        with left:
-            live_plotly_chart(training_curves_figure(snap.train), key="train:step_chart")
-    reference = reference_test_loss(snap.config)
-    right.markdown("##### Held-out data, per epoch" + (" (dashed: the published run)" if reference else ""))
-    if snap.held_out:
-        with right:
-            live_plotly_chart(held_out_figure(snap.held_out, reference), key="train:epoch_chart")
+def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...], reference,
+                 pictures: tuple[np.ndarray, np.ndarray] | None, whose: str) -> None:
+    """Both curves and the pictures side by side, so all of it is on one 1280x720 screen. Drag to zoom,
+    double-click to reset; refreshes keep the zoom. `whose` says whose run it is."""
+    # Presentation mode's larger text needs the width: the pictures go under the curves.
+    steps, epochs, images = st.columns(2) + [None] if presenting() else st.columns([1.05, 1, 0.95])
+    steps.markdown(f"**{whose}Training minibatches, per SGD step**")
+    if len(train["step"]):
+        with steps:
+            chart(training_curves_figure(train, height=chart_height()), "train:step_chart")
+    epochs.markdown(f"**{whose}Held-out data, per epoch**" + (" (dotted: the published run)" if reference else ""))
+    if held_out:
+        with epochs:
+            chart(held_out_figure(held_out, reference, height=chart_height()), "train:epoch_chart")
     else:
-        right.caption("The first point appears at the end of the first epoch.")
+        epochs.caption("The first point appears at the end of the first epoch.")
+    if pictures is not None:
+        with images or st.container():
+            show_pictures(*pictures)
 
 
-def pictures(job: TrainingJob, snap: JobSnapshot) -> None:
-    model = job.model()
-    if model is None:
-        return
-    shape = job.config.model.input_shape
-    x = torch.as_tensor(job.dataset.x_test[:10])
-    originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape).numpy()
-    samples = sample_prior(model, 20).reshape(-1, *shape).numpy()
-    left, right = st.columns(2)
+def chart_height() -> int:
+    return CHART_HEIGHT - 30 if presenting() else CHART_HEIGHT  # larger text, the same screen
+
+
+def chart(figure, chart_key: str) -> None:
+    if presenting():
+        for_projector(figure)
+    live_plotly_chart(figure, key=chart_key, height=figure.layout.height)
+
+
+def show_pictures(reconstructions: np.ndarray, samples: np.ndarray) -> None:
+    left, right = st.columns(2) if presenting() else (st.container(), st.container())
     with left:
-        show_images(originals_and_reconstructions, 10, "Top: held-out originals. Bottom: decoded from their μ(x).",
-                    tile=48)
+        show_images(reconstructions, 10, "Held-out originals (top), decoded from their μ(x) (bottom).",
+                    tile=PICTURE_TILE)
     with right:
-        show_images(samples, 10, "Samples: the decoder applied to 20 fixed draws z ~ N(0, I).", tile=48)
+        show_images(samples, 10, "The decoder applied to 20 fixed draws z ~ p(z).", tile=PICTURE_TILE)
 
 
 def download(job: TrainingJob | None) -> None:
-    if job is not None:
+    if job is not None and not presenting():
         st.download_button("Download checkpoint (.safetensors)", data=job.checkpoint, file_name="vae.safetensors",
                            mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 
 
+st.html(PAGE_STYLE)
 st.markdown("### Train a VAE")
-st.markdown(f"Press **Start**: the {coloured('elbo', 'ELBO')} climbs as the "
-            f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises and the "
-            f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) pays for what z carries (nats per example).",
-            unsafe_allow_html=True)
+if not presenting():
+    st.markdown(f"Press **Start**: the {coloured('elbo', 'ELBO')} climbs as the "
+                f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises and the "
+                f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) pays for what z carries (nats per example).",
+                unsafe_allow_html=True)
 settings()
 controls(current_job())
 live_view()

@@ -1,7 +1,9 @@
 """AppTest of the Train page (and the Lecture page beside it): it renders, starts, survives a page switch."""
 
+import base64
 import json
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -23,10 +25,22 @@ def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
-def test_train_page_opens_ready_to_start(app):
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(json.loads(c.proto.json_args)["figure"]) for c in at.get("component_instance")]
+
+
+def inline_pictures(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith('<img src="data:image/png;base64,')]
+
+
+def test_train_page_opens_on_the_bundled_run_ready_to_start(app):
     assert app.markdown[0].value == "### Train a VAE"
     assert [s.label for s in app.selectbox][:2] == ["Which model?", "Which data?"]
-    assert any("Press **Start**" in i.value for i in app.info)
+    assert any("Showing the bundled run" in m.value for m in app.markdown)
+    step_chart, epoch_chart = chart_specs(app)  # the bundled run's curves, before anything trains
+    epochs = np.frombuffer(base64.b64decode(epoch_chart["data"][0]["x"]["bdata"]), dtype=np.int16)  # typed array
+    assert epochs.tolist() == list(range(1, 151))  # all 150 epochs of the bundled run
+    assert len(inline_pictures(app)) == 2  # its reconstructions and samples
     assert button(app, "Pause").disabled and button(app, "Stop").disabled
 
 
@@ -37,14 +51,12 @@ def test_start_trains_and_the_charts_fill(app):
     job.wait_until(lambda s: s.status == JobStatus.FINISHED, timeout=60)
     app.run()
     assert not app.exception
-    step_chart, epoch_chart = (json.loads(json.loads(c.proto.json_args)["figure"])
-                               for c in app.get("component_instance"))
-    assert [t["name"] for t in epoch_chart["data"]] == ["ELBO", "reconstruction", "KL"]
+    step_chart, epoch_chart = chart_specs(app)
+    assert sorted(t["name"] for t in epoch_chart["data"]) == ["ELBO", "KL", "reconstruction"]
     assert len(epoch_chart["data"][0]["x"]) == 2 or epoch_chart["data"][0]["x"]["shape"] == "2"  # two epochs
     assert epoch_chart["layout"]["uirevision"]  # keeps the user's zoom across refreshes
     assert {t["name"] for t in step_chart["data"]} == {"ELBO", "reconstruction", "KL"}
-    pictures = [m.value for m in app.markdown if m.value.startswith('<img src="data:image/png;base64,')]
-    assert len(pictures) == 2  # reconstructions and prior samples, inline
+    assert len(inline_pictures(app)) == 2  # reconstructions and prior samples, inline
     assert any("Finished" in m.value for m in app.markdown)
 
 

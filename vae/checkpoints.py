@@ -16,13 +16,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from vae.config import ConfigError, TrainConfig
+from vae.config import PRETRAINED, PRETRAINED_DIR, ConfigError, TrainConfig
 from vae.model import VAE
 
 FORMAT = "reparam-lab/1"
-# Small models made by `python -m vae train` (commands in README.md), so every page works offline at once.
-PRETRAINED_DIR = Path(__file__).with_name("pretrained")
-PRETRAINED = {"digits": "digits, 8-D latent", "digits-2d": "digits, 2-D latent"}
 
 
 class CheckpointError(ValueError):

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vae.checkpoints import save_checkpoint
+from vae.checkpoints import CheckpointError, save_checkpoint
 from vae.config import DEVICES, LIKELIHOODS, POSTERIOR_FAMILIES, PRESETS, ConfigError, TrainConfig, preset_config
 from vae.data import DataError, load_dataset
 from vae.estimators import BASELINES, COSTS, ESTIMATORS, cost_function, exact_gradient, exact_variance
 from vae.job import EpochMetrics, JobStatus, TrainingJob, metrics_summary
+from vae.preview import write_preview
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(verbs.add_parser("train", help="train a VAE and save a checkpoint", description=_TRAIN_HELP))
     _add_variance(verbs.add_parser("variance", help="compare the two gradient estimators' variance on a toy cost",
                                    description=_VARIANCE_HELP))
+    preview = verbs.add_parser("preview", help="write the pictures the Train page opens on, beside a checkpoint",
+                               description="Write CHECKPOINT's .preview.npz: its reconstructions and samples, so the "
+                                           "app can show the run before PyTorch has loaded.")
+    preview.add_argument("checkpoint", help="a .safetensors file written by `train --out`")
     return parser
 
 
@@ -210,11 +215,16 @@ def _variance_table(result: dict, gradient: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def run_preview(args: argparse.Namespace) -> int:
+    print(f"Saved {write_preview(args.checkpoint)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": run_train, "variance": run_variance}[args.verb](args)
-    except (ConfigError, DataError, RuntimeError) as error:
+        return {"train": run_train, "variance": run_variance, "preview": run_preview}[args.verb](args)
+    except (ConfigError, DataError, CheckpointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

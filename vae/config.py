@@ -5,14 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 POSTERIOR_FAMILIES = ("gaussian", "laplace", "logistic", "student-t")  # vae.families implements each
+POSTERIOR_LABELS = {"gaussian": "Gaussian", "laplace": "Laplace", "logistic": "Logistic", "student-t": "Student-t"}
 ANALYTIC_KL_FAMILIES = ("gaussian", "laplace")  # torch.distributions.kl_divergence knows these pairs
 ENCODER_GRADIENTS = ("pathwise", "score_function")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_LATENT_DIM = 64
+# Small models made by `python -m vae train` (commands in README.md), so every page works offline at once.
+PRETRAINED_DIR = Path(__file__).with_name("pretrained")
+PRETRAINED = {"digits": "digits, 8-D latent", "digits-2d": "digits, 2-D latent"}
 
 
 class ConfigError(ValueError):

@@ -13,8 +13,6 @@ import math
 import threading
 import time
 import weakref
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,8 @@ from vae.config import TrainConfig
 from vae.data import Dataset, load_dataset
 from vae.elbo import ElboTerms, elbo_terms, training_loss
 from vae.encoder_gradients import encoder_gradient_samples, mean_variance
-from vae.model import VAE, build_model
+from vae.metrics import TRAIN_METRICS, EpochMetrics, JobSnapshot, JobStatus, MetricHistory
+from vae.model import VAE, build_model, progress_pictures
 
 MAX_ACTIVE_JOBS = 4  # threads alive at once in this process: 2 cores cannot serve more usefully
 _active_jobs = threading.BoundedSemaphore(MAX_ACTIVE_JOBS)
@@ -40,18 +39,6 @@ def _stop_all_workers() -> None:
     for worker in list(_workers):
         if worker.thread is not None:
             worker.thread.join(timeout=2)
-
-TRAIN_METRICS = ("elbo", "reconstruction", "kl", "grad_norm")
-
-
-class JobStatus(StrEnum):
-    IDLE = "idle"  # built, not started
-    RUNNING = "running"
-    PAUSED = "paused"
-    FINISHED = "finished"  # ran all its epochs
-    STOPPED = "stopped"
-    FAILED = "failed"  # an unexpected error; the message says which
-
 
 class JobLimitError(RuntimeError):
     """Too many trainings are alive in this process."""
@@ -69,88 +56,6 @@ def resolve_device(name: str) -> torch.device:
 def warm_up() -> None:
     """Build one optimiser now: the first import of its machinery takes seconds, better at start-up."""
     torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, fused=True).step()
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """Held-out ELBO terms after an epoch, nats per example."""
-
-    epoch: int
-    elbo: float
-    reconstruction: float
-    kl: float
-
-
-class MetricHistory:
-    """Per-step metrics with bounded memory: when full, every other point is dropped and the stride doubles,
-    so an hour-long run keeps an evenly thinned curve of at most `capacity` points."""
-
-    def __init__(self, names: tuple[str, ...], capacity: int = 4000) -> None:
-        self.names, self.capacity, self.stride = names, capacity, 1
-        self._steps: list[int] = []
-        self._rows: list[np.ndarray] = []
-
-    def extend(self, first_step: int, rows: np.ndarray) -> None:
-        """Append rows (n, len(names)) for steps first_step, first_step + 1, ..."""
-        for offset, row in enumerate(rows):
-            step = first_step + offset
-            if step % self.stride == 0:
-                self._steps.append(step)
-                self._rows.append(row)
-            if len(self._steps) > self.capacity:
-                self._thin()
-
-    def _thin(self) -> None:
-        self.stride *= 2
-        kept = [i for i, step in enumerate(self._steps) if step % self.stride == 0]
-        self._steps = [self._steps[i] for i in kept]
-        self._rows = [self._rows[i] for i in kept]
-
-    def truncate(self, last_step: int) -> None:
-        """Forget points after `last_step` (after a rewind to good weights)."""
-        while self._steps and self._steps[-1] > last_step:
-            self._steps.pop()
-            self._rows.pop()
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        rows = np.array(self._rows, dtype=np.float64).reshape(-1, len(self.names))
-        return {"step": np.array(self._steps, dtype=np.int64), **{n: rows[:, i] for i, n in enumerate(self.names)}}
-
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """A consistent copy of a job's state, safe to read from any thread."""
-
-    status: JobStatus
-    message: str
-    step: int
-    epoch: int  # completed epochs
-    epochs: int
-    steps_per_epoch: int
-    steps_per_second: float
-    device: str
-    train: dict[str, np.ndarray]  # "step" and TRAIN_METRICS, per step (thinned)
-    gradient_variance: dict[str, np.ndarray]  # "step", "variance": the variance probe, when one was asked for
-    held_out: tuple[EpochMetrics, ...]
-    config: TrainConfig
-    learning_rate: float
-    diverged: bool  # paused by the NaN guard, on restored weights
-
-    @property
-    def is_alive(self) -> bool:
-        return self.status in (JobStatus.IDLE, JobStatus.RUNNING, JobStatus.PAUSED)
-
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.step / max(1, self.epochs * self.steps_per_epoch))
-
-    @property
-    def status_line(self) -> str:
-        """One line for a UI: status, data, device, step and speed (the epoch gets its own counter)."""
-        parts = [self.status.value.capitalize(), f"{self.config.dataset} on {self.device}", f"step {self.step:,}"]
-        if self.status == JobStatus.RUNNING and self.steps_per_second:
-            parts.append(f"{self.steps_per_second:,.0f} steps/s")
-        return " · ".join(parts)
 
 
 class TrainingJob:
@@ -224,6 +129,12 @@ class TrainingJob:
     def model(self) -> VAE | None:
         """A CPU copy of the latest weights (None before the first step is prepared). Every page reads this."""
         return self._worker.model_copy()
+
+    def pictures(self, images: int = 10, samples: int = 20) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first `images` held-out images over their reconstructions, and decoded prior samples, from the
+        latest weights (see `progress_pictures`); None before the first step is prepared."""
+        model = self.model()
+        return None if model is None else progress_pictures(model, self.dataset.x_test[:images], samples)
 
     def checkpoint(self) -> bytes | None:
         """The latest weights as checkpoint bytes, with the config and held-out metrics as metadata."""
@@ -497,6 +408,10 @@ class _Worker:
             self._status, self._message = status, message
 
 
-def metrics_summary(snapshot: JobSnapshot) -> dict[str, Any]:
-    """Per-epoch held-out metrics as plain data (the CLI's JSON and checkpoint metadata)."""
-    return {"step": snapshot.step, "epoch": snapshot.epoch, "held_out": [vars(m) for m in snapshot.held_out]}
+def metrics_summary(snapshot: JobSnapshot, curve_points: int = 300) -> dict[str, Any]:
+    """Per-epoch held-out metrics and the per-step ELBO terms thinned to about `curve_points` points, as plain data
+    (the CLI's JSON and checkpoint metadata: a checkpoint carries the curves of the run that made it)."""
+    stride = max(1, -(-len(snapshot.train["step"]) // curve_points))
+    curve = {name: snapshot.train[name][::stride].tolist() for name in ("step", "elbo", "reconstruction", "kl")}
+    return {"step": snapshot.step, "epoch": snapshot.epoch, "held_out": [vars(m) for m in snapshot.held_out],
+            "train": curve}

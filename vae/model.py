@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
@@ -92,3 +93,13 @@ def sample_prior(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
     zeros = torch.zeros(count, model.config.latent_dim)  # (count, K)
     z = posterior_rsample(model.config.posterior, zeros, torch.ones_like(zeros), generator)
     return model.mean_image(model.decode(z))
+
+
+@torch.no_grad()
+def progress_pictures(model: VAE, images: np.ndarray, samples: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """What the Train page shows of a model: held-out `images` (N, D) over their reconstructions (2N, H, W), and
+    `samples` decoded fixed prior draws (samples, H, W), as float arrays in [0, 1]."""
+    shape = model.config.input_shape
+    x = torch.as_tensor(images, dtype=torch.float32)  # (N, D)
+    originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape)  # (2N, H, W)
+    return originals_and_reconstructions.numpy(), sample_prior(model, samples).reshape(-1, *shape).numpy()
