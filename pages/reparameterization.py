@@ -15,12 +15,12 @@ from vae.figures import (
     posterior_figure,
     transform_figure,
 )
-from vae.graphs import graph_after, graph_before, legend_dot
+from vae.graphs import computation_graph, to_svg
 
 st.title("The reparameterization trick")
-st.markdown(f"Sampling z ~ q(z; μ, σ) blocks the gradient. Writing z = {coloured('mu', 'μ')} + "
-            f"{coloured('sigma', 'σ')}·{coloured('eps', 'ε')} moves the randomness into an outside "
-            f"{coloured('eps', 'ε')}, so {coloured('z', 'z')} becomes a differentiable function of the parameters. "
+st.markdown(f"Sampling {coloured('z', 'z')} ~ q(z; params) blocks the gradient. Writing {coloured('z', 'z')} = "
+            f"g(params, {coloured('eps', 'noise')}), with the noise drawn from a fixed distribution, moves the "
+            f"randomness outside, so {coloured('z', 'z')} becomes a differentiable function of the parameters. "
             "Pick a family and watch the noise turn into z.", unsafe_allow_html=True)
 
 
@@ -38,6 +38,15 @@ def family_controls() -> tuple[Family, dict[str, float], float]:
     noise = sliders[-1].slider(f"pick ${family.noise_symbol}$", low, high, (low + high) / 2 + 0.3 * (high - low),
                                key=f"reparam:{name}:noise")
     return family, params, noise
+
+
+def g_sentence(family: Family) -> str:
+    """What g is for `family`: shift-and-scale of standard noise, or the inverse CDF applied to a uniform."""
+    if family.kind == "location-scale":
+        how = "is a location-scale family: g shifts and scales standard noise,"
+    else:
+        how = "is sampled through its inverse CDF: g turns uniform noise u into z = F⁻¹(u),"
+    return f"**{family.name}** {how} here ${family.formula}$, with {family.base}."
 
 
 def transform_section(family: Family, params: dict[str, float], noise: float) -> None:
@@ -116,20 +125,20 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
 
 def graph_section() -> None:
     st.subheader("The computation graph, before and after")
-    st.markdown("Boxes are deterministic, ellipses random. Red arrows are the path of the gradient back to the "
-                "encoder's parameters φ.")
-    view = st.segmented_control("Graph", ["Before the trick", "After the trick"], default="Before the trick",
-                                key="reparam:graph", label_visibility="collapsed")
-    if view == "After the trick":
-        st.markdown(f"z = μ + σ·{coloured('eps', 'ε')} is deterministic and {coloured('eps', 'ε')} enters from "
-                    "outside: the gradient reaches φ through μ and σ.", unsafe_allow_html=True)
-        st.graphviz_chart(graph_after())
+    control, note = st.columns([1, 3], vertical_alignment="center")
+    view = control.segmented_control("Graph", ["Before the trick", "After the trick"], default="Before the trick",
+                                     key="reparam:graph", label_visibility="collapsed")
+    reparameterized = view == "After the trick"
+    if reparameterized:
+        note.markdown(f"z = μ + σ·{coloured('eps', 'ε')} is deterministic and {coloured('eps', 'ε')} enters from "
+                      "outside: the gradient reaches φ through μ and σ.", unsafe_allow_html=True)
     else:
-        st.markdown("z is drawn from q_φ(z|x): the gradient reaches z, but no gradient flows through the "
-                    "sampling step back to μ, σ and φ.")
-        st.graphviz_chart(graph_before())
-    with st.expander("Legend"):
-        st.graphviz_chart(legend_dot())
+        note.markdown("z is drawn from q_φ(z|x): the gradient reaches z, but cannot pass the sampling step back "
+                      "to μ, σ and φ.")
+    # Inline SVG at its own pixel size: a chart element would scale it to the column and shrink the text.
+    # st.markdown, not st.html: st.html's sanitiser removes SVG.
+    st.markdown(f'<div style="overflow-x: auto">{to_svg(computation_graph(reparameterized))}</div>',
+                unsafe_allow_html=True)
 
 
 def argument_section() -> None:
@@ -150,6 +159,7 @@ def argument_section() -> None:
 
 
 family, params, noise = family_controls()
+st.markdown(g_sentence(family))
 transform_section(family, params, noise)
 argument_section()
 model_section()

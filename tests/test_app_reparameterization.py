@@ -1,5 +1,7 @@
 """AppTest of the Reparameterization page: every family renders, the numbers shown are the right ones."""
 
+import re
+
 import pytest
 
 from tests.conftest import open_app_page
@@ -19,9 +21,29 @@ def test_opens_on_the_gaussian_with_a_bundled_model(page):
     noise = page.slider(key="reparam:gaussian:noise").value
     assert metrics["$\\partial z/\\partial \\mu$"] == "1.000"
     assert metrics["$\\partial z/\\partial \\sigma$"] == f"{noise:.3f}"  # dz/dsigma = eps
-    assert "sampling" in page.get("graphviz_chart")[0].proto.spec  # the graph before the trick
+    assert 'id="graph-before"' in graph_svg(page) and "through sampling" in graph_svg(page)
     page.get("segmented_control")[0].set_value("After the trick").run()
-    assert "ε ~ N(0, I)" in page.get("graphviz_chart")[0].proto.spec
+    assert 'id="graph-after"' in graph_svg(page) and "ε ~ N(0, I)" in graph_svg(page)
+
+
+def graph_svg(page) -> str:
+    """The computation graph: an inline SVG in a markdown element."""
+    return next(m.value for m in page.markdown if "<svg" in m.value)
+
+
+def plain(markdown: str) -> str:
+    return re.sub(r"<[^>]+>", "", markdown)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_top_of_the_page_says_what_g_is_for_the_chosen_family(page, name):
+    family = FAMILIES[name]
+    page.selectbox(key="reparam:family").select(name).run()
+    intro, under_picker = (plain(m.value) for m in page.markdown[:2])
+    assert "μ + σ" not in intro  # true of location-scale families only
+    assert family.formula in under_picker and family.base in under_picker
+    if family.kind == "inverse-CDF":
+        assert "F⁻¹(u)" in under_picker and "μ + σ·ε" not in under_picker
 
 
 @pytest.mark.parametrize("name", [n for n in FAMILIES if n != "gaussian"])

@@ -1,8 +1,15 @@
-"""The computation graph before and after the reparameterization trick: what it says, and its DOT text."""
+"""The computation graph before and after the reparameterization trick: what it says, and its SVG drawing.
 
-import re
-import shutil
-import subprocess
+The drawing is checked the way a projector would show it: every text at least 16 px, and no label over another
+label, a node or a line it does not belong to. Text boxes are estimated from the SVG alone, independently of
+the layout code: 0.6 font sizes per character, and per line one font size above the baseline and 0.35 below
+(what Chromium measures for the app's font).
+"""
+
+import dataclasses
+import itertools
+import math
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -14,17 +21,15 @@ from vae.graphs import (
     backprop_edges,
     blocked_edges,
     computation_graph,
-    dot_string,
-    graph_after,
-    graph_before,
-    legend_dot,
-    to_dot,
+    to_svg,
 )
 
 BEFORE = computation_graph(reparameterized=False)
 AFTER = computation_graph(reparameterized=True)
-QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-IDENTIFIER = r"[A-Za-z_]\w*"
+SVG = "{http://www.w3.org/2000/svg}"
+CHAR_WIDTH, ASCENT, DESCENT = 0.6, 1.0, 0.35  # in font sizes
+MAIN_COLUMN = (1100, 560)  # px: the wide layout's main column at 1280x720, below the section's controls
+Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 
 def gradient_reachable(graph: Graph, removed: frozenset[str] = frozenset()) -> set[str]:
@@ -40,23 +45,6 @@ def gradient_reachable(graph: Graph, removed: frozenset[str] = frozenset()) -> s
                 reached.add(edge.source)
                 stack.append(edge.source)
     return reached
-
-
-def parse_dot(dot: str) -> tuple[set[str], list[tuple[str, str]]]:
-    """Declared node ids and edges of DOT text, strings blanked out so labels cannot confuse the parse."""
-    bare = QUOTED.sub('""', dot)
-    assert bare.count("{") == bare.count("}"), "unbalanced braces"
-    depth = 0
-    for char in bare:
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        assert depth >= 0, "a brace closes before it opens"
-    declared = set(re.findall(rf"^\s*({IDENTIFIER})\s*\[", bare, flags=re.M)) - {"graph", "node", "edge"}
-    edges = re.findall(rf"({IDENTIFIER})\s*->\s*({IDENTIFIER})", bare)
-    return declared, edges
-
-
-def node_line(dot: str, node_id: str) -> str:
-    return next(line for line in dot.splitlines() if re.match(rf"\s*{node_id} \[", line))
 
 
 def test_before_z_is_random_and_the_only_blocked_edge_is_the_draw_into_z():
@@ -105,73 +93,199 @@ def test_highlighted_backprop_is_exactly_the_path_the_gradient_takes(graph, sour
     assert {e.source for e in edges} <= gradient_reachable(graph)
 
 
-@pytest.mark.parametrize(("graph", "symbols"), [(BEFORE, "μσφθ✗²"), (AFTER, "μσεφθ⊙")])
-def test_dot_text_is_well_formed_and_speaks_the_lectures_notation(graph, symbols):
-    dot = to_dot(graph)
-    assert dot.startswith(f"digraph {dot_string(graph.name)} {{")
-    declared, edges = parse_dot(dot)
-    assert declared == {n.id for n in graph.nodes}
-    assert {endpoint for edge in edges for endpoint in edge} <= declared
-    assert 'rankdir="LR"' in dot
-    assert all(int(size) >= 16 for size in re.findall(r"fontsize=(\d+)", dot))
-    for symbol in symbols:
-        assert symbol in dot, symbol
-    _render_if_graphviz_is_installed(dot)
+def parse(graph: Graph) -> ET.Element:
+    return ET.fromstring(to_svg(graph))
+
+
+def groups(svg: ET.Element, kind: str) -> list[ET.Element]:
+    return [g for g in svg.iter(f"{SVG}g") if g.get("class") == kind]
+
+
+def text_box(text: ET.Element) -> Box:
+    """A conservative estimate of where a <text> (one <tspan> per line) is drawn."""
+    size = float(text.get("font-size"))
+    lines = text.findall(f"{SVG}tspan") or [text]
+    baselines = list(itertools.accumulate(float(t.get("dy", 0)) for t in lines))
+    first, last = float(text.get("y")) + baselines[0], float(text.get("y")) + baselines[-1]
+    width = max(len(line.text or "") for line in lines) * CHAR_WIDTH * size
+    x = float(text.get("x"))
+    left = {"middle": x - width / 2, "start": x, "end": x - width}[text.get("text-anchor", "start")]
+    return left, first - ASCENT * size, left + width, last + DESCENT * size
+
+
+def outline_box(shape: ET.Element) -> Box:
+    if shape.tag == f"{SVG}ellipse":
+        cx, cy, rx, ry = (float(shape.get(k)) for k in ("cx", "cy", "rx", "ry"))
+        return cx - rx, cy - ry, cx + rx, cy + ry
+    x, y, w, h = (float(shape.get(k)) for k in ("x", "y", "width", "height"))
+    return x, y, x + w, y + h
+
+
+def node_boxes(svg: ET.Element) -> dict[str, Box]:
+    """Each node's outline (its first shape: the outer one), by node id."""
+    return {g.get("id"): outline_box(next(c for c in g if c.tag in (f"{SVG}rect", f"{SVG}ellipse")))
+            for g in groups(svg, "node")}
+
+
+def labels(svg: ET.Element, kind: str) -> list[tuple[str, Box]]:
+    """(text, box) of every text drawn inside groups of `kind` ("node", "edge" or "legend")."""
+    return [("".join(t.itertext()), text_box(t)) for g in groups(svg, kind) for t in g.iter(f"{SVG}text")]
+
+
+def segments(svg: ET.Element) -> list[tuple[str, tuple[float, float], tuple[float, float]]]:
+    """Every straight stroke outside the nodes: lines, and the sides of arrowheads, with their group's id."""
+    found = []
+    for group in groups(svg, "edge") + groups(svg, "legend"):
+        for line in group.iter(f"{SVG}line"):
+            x1, y1, x2, y2 = (float(line.get(k)) for k in ("x1", "y1", "x2", "y2"))
+            found.append((group.get("id"), (x1, y1), (x2, y2)))
+        for polygon in group.iter(f"{SVG}polygon"):
+            corners = [tuple(map(float, p.split(","))) for p in polygon.get("points").split()]
+            found += [(group.get("id"), a, b) for a, b in zip(corners, corners[1:] + corners[:1], strict=True)]
+    return found
+
+
+def overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def inside(inner: Box, outer: Box) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def crosses(start: tuple[float, float], end: tuple[float, float], box: Box) -> bool:
+    """Whether the segment passes through the box, sampled every 0.5 px."""
+    steps = max(1, math.ceil(math.dist(start, end) / 0.5))
+    points = ((start[0] + (end[0] - start[0]) * i / steps, start[1] + (end[1] - start[1]) * i / steps)
+              for i in range(steps + 1))
+    return any(box[0] < x < box[2] and box[1] < y < box[3] for x, y in points)
+
+
+def stroked(group: ET.Element, colour: str, dashes: str | None = None) -> list[ET.Element]:
+    return [line for line in group.iter(f"{SVG}line")
+            if line.get("stroke") == colour and (dashes is None or line.get("stroke-dasharray") == dashes)]
+
+
+BOTH = pytest.mark.parametrize("graph", [BEFORE, AFTER], ids=["before", "after"])
+
+
+@BOTH
+def test_svg_has_a_fixed_pixel_size_that_fits_the_main_column(graph):
+    svg = parse(graph)
+    width, height = int(svg.get("width")), int(svg.get("height"))
+    assert width <= MAIN_COLUMN[0] and height <= MAIN_COLUMN[1]
+    assert svg.get("viewBox") == f"0 0 {width} {height}"  # 1 unit = 1 px: nothing is scaled
+    everything = [box for kind in ("node", "edge", "legend") for _, box in labels(svg, kind)]
+    everything += node_boxes(svg).values()
+    assert all(inside(box, (0, 0, width, height)) for box in everything)
+
+
+@BOTH
+def test_every_text_is_at_least_16_px(graph):
+    svg = parse(graph)
+    sizes = [float(t.get("font-size")) for t in svg.iter(f"{SVG}text")]
+    assert sizes and min(sizes) >= 16
+    # Sized on each text and nowhere else, and nothing scales: the sizes above are the sizes drawn.
+    assert {e.tag for e in svg.iter() if e.get("font-size") or e.get("style")} == {f"{SVG}text"}
+    assert not [e.tag for e in svg.iter() if e.get("transform")]
+
+
+@BOTH
+def test_no_two_texts_overlap(graph):
+    svg = parse(graph)
+    everything = [label for kind in ("node", "edge", "legend") for label in labels(svg, kind)]
+    expected = (len(graph.nodes) + 6 + len(backprop_edges(graph)) + len(blocked_edges(graph))  # 6 in the legend
+                + sum(bool(e.label) for e in graph.edges))
+    assert len(everything) == expected  # every label is drawn, so every one is checked
+    clashes = [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(everything, 2) if overlap(box_a, box_b)]
+    assert clashes == []
+
+
+@BOTH
+def test_node_labels_sit_inside_their_node_and_other_labels_clear_of_every_node(graph):
+    svg = parse(graph)
+    nodes = node_boxes(svg)
+    for group in groups(svg, "node"):
+        for text in group.iter(f"{SVG}text"):
+            assert inside(text_box(text), nodes[group.get("id")]), group.get("id")
+            others = {i: box for i, box in nodes.items() if i != group.get("id")}
+            assert not [i for i, box in others.items() if overlap(text_box(text), box)]
+    for text, box in labels(svg, "edge") + labels(svg, "legend"):
+        assert not [i for i, node in nodes.items() if overlap(box, node)], text
+
+
+def test_ellipses_hold_their_labels():
+    """The label's box fits inside the ellipse itself, not only inside its bounding box."""
+    for graph in (BEFORE, AFTER):
+        for group in groups(parse(graph), "node"):
+            ellipse = group.find(f"{SVG}ellipse")
+            if ellipse is None:
+                continue
+            cx, cy, rx, ry = (float(ellipse.get(k)) for k in ("cx", "cy", "rx", "ry"))
+            left, top, right, bottom = text_box(group.find(f"{SVG}text"))
+            assert all(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1 for x in (left, right) for y in (top, bottom))
+
+
+@BOTH
+def test_no_line_or_arrowhead_runs_through_a_text(graph):
+    svg = parse(graph)
+    everything = [label for kind in ("node", "edge", "legend") for label in labels(svg, kind)]
+    hits = [(owner, text) for owner, start, end in segments(svg) for text, box in everything
+            if crosses(start, end, box)]
+    assert hits == []
+
+
+@BOTH
+def test_one_red_dashed_arrow_per_gradient_edge_and_none_elsewhere(graph):
+    svg = parse(graph)
+    expected = {f"edge-{e.source}-{e.target}" for e in backprop_edges(graph)}
+    drawn = {g.get("id"): g for g in groups(svg, "edge")}
+    assert set(drawn) == {f"edge-{e.source}-{e.target}" for e in graph.edges}
+    dashed = {i for i, g in drawn.items() if stroked(g, GRADIENT_COLOUR, "8 5")}
+    assert dashed == expected
+    assert all(len(stroked(drawn[i], GRADIENT_COLOUR, "8 5")) == 1 for i in expected)
+    assert not any(stroked(drawn[i], GRADIENT_COLOUR) for i in drawn if "eps" in i)  # no gradient into ε
+    gradient_texts = {i: "".join(t.itertext()) for i, g in drawn.items() for t in g.iter(f"{SVG}text")
+                      if t.get("fill") == GRADIENT_COLOUR and "∂" in "".join(t.itertext())}
+    assert set(gradient_texts) == expected
+
+
+def test_the_blocked_draw_is_marked_only_before_the_trick():
+    before = {g.get("id"): g for g in groups(parse(BEFORE), "edge")}
+    marked = {i for i, g in before.items() if stroked(g, GRADIENT_COLOUR, "2 5")}
+    assert marked == {"edge-q-z"} == {f"edge-{e.source}-{e.target}" for e in blocked_edges(BEFORE)}
+    blocked = before["edge-q-z"]
+    crossing = [line for line in stroked(blocked, GRADIENT_COLOUR) if line.get("stroke-width") == "4"]
+    assert len(crossing) == 2  # the ✕
+    assert "no gradientthrough sampling" in ["".join(t.itertext()) for t in blocked.iter(f"{SVG}text")]
+    after = groups(parse(AFTER), "edge")
+    assert not [g.get("id") for g in after if stroked(g, GRADIENT_COLOUR, "2 5")]
+    assert not [t for g in after for t in g.itertext() if "sampling" in t]
 
 
 def test_nodes_wear_the_palette_colours_and_shapes_follow_the_convention():
     for graph in (BEFORE, AFTER):
-        dot = to_dot(graph)
-        for quantity in ("mu", "sigma", "z"):
-            assert f'color="{PALETTE[quantity]}"' in node_line(dot, quantity)
+        nodes = {g.get("id"): g for g in groups(parse(graph), "node")}
         for node in graph.nodes:
-            shape = "ellipse" if node.kind == "random" else "box"
-            assert f'shape="{shape}"' in node_line(dot, node.id)
-    assert f'color="{PALETTE["eps"]}"' in node_line(to_dot(AFTER), "eps")
+            outline = next(c for c in nodes[f"node-{node.id}"] if c.tag in (f"{SVG}rect", f"{SVG}ellipse"))
+            assert outline.tag == f"{SVG}{'ellipse' if node.kind == 'random' else 'rect'}", node.id
+            if node.id in PALETTE:
+                assert outline.get("stroke") == PALETTE[node.id], node.id
+    eps_edge = next(g for g in groups(parse(AFTER), "edge") if g.get("id") == "edge-eps-z")
+    assert eps_edge.find(f"{SVG}line").get("stroke") == PALETTE["eps"]
 
 
-@pytest.mark.parametrize("graph", [BEFORE, AFTER])
-def test_dot_draws_one_backward_red_arrow_per_gradient_edge(graph):
-    dot = to_dot(graph)
-    gradient_lines = [line for line in dot.splitlines() if 'style="dashed"' in line and GRADIENT_COLOUR in line]
-    assert len(gradient_lines) == len(backprop_edges(graph))
-    assert all('dir="back"' in line for line in gradient_lines)
-    blocked_lines = [line for line in dot.splitlines() if "✗" in line]
-    assert len(blocked_lines) == len(blocked_edges(graph))
-    assert all(re.match(r"\s*q -> z ", line) and 'style="dotted"' in line for line in blocked_lines)
-    assert not any("eps" in line for line in gradient_lines)
+@pytest.mark.parametrize(("graph", "symbols"), [(BEFORE, "μσφθ²"), (AFTER, "μσεφθ⊙")])
+def test_the_drawing_speaks_the_lectures_notation(graph, symbols):
+    text = "".join(parse(graph).itertext())
+    for symbol in symbols:
+        assert symbol in text, symbol
+    assert parse(graph).find(f"{SVG}title").text == graph.title
 
 
-def test_without_highlight_only_the_data_flow_is_drawn():
-    for graph in (BEFORE, AFTER):
-        dot = to_dot(graph, highlight_backprop=False)
-        assert GRADIENT_COLOUR not in dot and "✗" not in dot
-        assert len(parse_dot(dot)[1]) == len(graph.edges)
-
-
-def test_convenience_functions_and_legend():
-    assert graph_before() == to_dot(BEFORE) and graph_after() == to_dot(AFTER)
-    legend = legend_dot()
-    declared, edges = parse_dot(legend)
-    assert {endpoint for edge in edges for endpoint in edge} <= declared
-    assert 'shape="box"' in node_line(legend, "deterministic")
-    assert 'shape="ellipse"' in node_line(legend, "random")
-    for words in ("✗ blocked", "∂L/∂", "dashed", "dotted"):
-        assert words in legend
-    _render_if_graphviz_is_installed(legend)
-
-
-def test_dot_string_escapes_quotes_backslashes_and_line_breaks():
-    text = 'a "quoted" \\ path\nnext line ⊙'
-    quoted = dot_string(text)
-    assert QUOTED.fullmatch(quoted)  # one DOT string token, however many quotes the text holds
-    assert quoted == '"a \\"quoted\\" \\\\ path\\nnext line ⊙"'
-    assert "\n" not in quoted
-
-
-def _render_if_graphviz_is_installed(dot: str) -> None:
-    """The strongest check of syntax is Graphviz itself; the app never needs it, so it may be absent."""
-    if shutil.which("dot") is None:
-        return
-    svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, timeout=30, check=True).stdout
-    assert "<svg" in svg
+def test_labels_are_escaped():
+    odd = Graph("odd", 'a <b> & "c"', tuple(dataclasses.replace(n, label="x < y & z") if n.id == "x" else n
+                                            for n in BEFORE.nodes), BEFORE.edges)
+    svg = parse(odd)  # still well-formed XML
+    assert "x < y & z" in ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+    assert svg.get("aria-label") == 'a <b> & "c"'

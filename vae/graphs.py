@@ -1,20 +1,22 @@
-"""The VAE's computation graph before and after the reparameterization trick, as Graphviz DOT text.
+"""The VAE's computation graph before and after the reparameterization trick, drawn as a fixed-size SVG.
 
 Lecture, claims 2 and 3: sampling z ~ q_φ(z|x) = N(μ, σ²) blocks the gradient of the reconstruction
 term on its way back to the encoder's φ; writing z = μ + σ ⊙ ε with ε ~ N(0, I) makes z a deterministic
 function of μ and σ, and the randomness enters from outside, where no gradient is needed.
 
 The graph is a small data model first (nodes, edges, the roles that decide where gradients flow), so
-tests can ask it questions; `to_dot` only draws it. Pages render the text with `st.graphviz_chart`,
-which lays it out in the browser: no Python graphviz package or `dot` binary is needed.
+tests can ask it questions; `to_svg` only draws it. The drawing is laid out by hand at a fixed pixel size:
+a chart scaled down to its column (as `st.graphviz_chart` does) shrinks its text below projector size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from html import escape
 from typing import Literal
 
-from vae.figures import FONT_SIZE, PALETTE
+from vae.figures import PALETTE
 
 NodeKind = Literal["input", "deterministic", "random", "output"]
 # "forward": a differentiable step, the gradient flows back along it; "blocked": a draw from a
@@ -27,12 +29,6 @@ EdgeRole = Literal["forward", "blocked", "noise"]
 GRADIENT_COLOUR = "#B40000"
 RANDOM_FILL = "#FFE3C2"  # light orange: random nodes stand out from deterministic boxes
 INPUT_FILL = "#E8E8E8"
-TITLE_SIZE = FONT_SIZE + 6
-LABEL_SIZE = FONT_SIZE + 4  # node labels carry the maths: the largest text in the chart
-FONT = "Helvetica"
-
-# Endpoints of the legend's sample arrows.
-_LEGEND_POINTS = ("f0", "f1", "g0", "g1", "b0", "b1")
 # Symbol of the value a node computes, for the gradient labels ∂L/∂·.
 _SYMBOLS = {"decoder": "θ", "z": "z", "mu": "μ", "sigma": "σ", "encoder": "φ"}
 
@@ -126,32 +122,165 @@ def blocked_edges(graph: Graph) -> tuple[Edge, ...]:
     return tuple(e for e in graph.edges if e.role == "blocked" and e.target in reached)
 
 
-def dot_string(text: str) -> str:
-    """`text` as a quoted DOT string: backslashes and quotes escaped, line breaks as DOT's centred \\n."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+# --- Drawing -------------------------------------------------------------------------------------------------
+# Sizes in px. Every text is at least 16 px at 1:1 scale; the SVG carries width and height, so nothing scales it.
+WIDTH, HEIGHT = 1080, 425  # fits the wide layout's main column at 1280 px, under the section's controls
+NODE_FONT = 20  # node labels carry the maths: the largest text in the drawing
+EDGE_FONT = 18
+LEGEND_FONT = 16
+LINE_HEIGHT = 1.25  # baseline to baseline, in font sizes
+# A line's box above and below its baseline, in font sizes: what Chromium's text boxes measure for the app's
+# font (Source Sans), a little more than one font size in all.
+ASCENT, DESCENT = 1.0, 0.35
+CHAR_WIDTH = 0.6  # a generous average glyph width, in font sizes: boxes and gaps are sized from it
+TRACK_OFFSET = 10  # how far a gradient arrow runs beside the value arrow it follows back
+TRACK_TRIM = 14  # and how much shorter it is at each end, so that it stays clear of node corners
+GRADIENT_DASHES, BLOCKED_DOTS = "8 5", "2 5"  # dashes: a gradient flows back; dots: it cannot
+BLOCKED_LABEL = "no gradient\nthrough sampling"
+
+Point = tuple[float, float]
+
+# Node centres, the same in both graphs, so that switching between them shows only what the trick changes:
+# q's column empties and ε enters z from above. x and L sit above and below the main row, which leaves the
+# gaps between the other columns wide enough for the arrows and their labels.
+_CENTRES: dict[str, Point] = {
+    "x": (70, 50), "encoder": (70, 200), "mu": (270, 100), "sigma": (270, 300), "q": (485, 200),
+    "eps": (745, 62), "z": (745, 200), "decoder": (980, 200), "loss": (980, 340),
+}
+# The side of an edge its labels and gradient arrow go: +1 left of the direction of travel (above a
+# left-to-right edge), -1 right of it. Chosen so that labels sit outside the fan of μ and σ edges.
+_LABEL_SIDE = {("encoder", "sigma"): -1, ("sigma", "z"): -1, ("decoder", "loss"): -1}
 
 
-def _attributes(**attributes: str | float) -> str:
-    """`[key=value, ...]`, strings quoted, so labels with spaces, quotes or Unicode stay one token."""
-    parts = [f"{key}={dot_string(value) if isinstance(value, str) else value}" for key, value in attributes.items()]
-    return "[" + ", ".join(parts) + "]"
+@dataclass(frozen=True)
+class Shape:
+    """A node's outline: a rounded box, or an ellipse for a random node; centre and full size in px."""
+
+    cx: float
+    cy: float
+    width: float
+    height: float
+    ellipse: bool
+
+    def exit_point(self, toward: Point) -> Point:
+        """Where the ray from the centre toward `toward` leaves the outline: edges start and end there."""
+        dx, dy = toward[0] - self.cx, toward[1] - self.cy
+        half_width, half_height = self.width / 2, self.height / 2
+        if self.ellipse:
+            t = 1 / math.hypot(dx / half_width, dy / half_height)
+        else:
+            t = min(half_width / abs(dx) if dx else math.inf, half_height / abs(dy) if dy else math.inf)
+        return self.cx + t * dx, self.cy + t * dy
 
 
-def _node_style(node: Node) -> dict[str, str | float]:
-    """Shape by kind (box = deterministic, ellipse = random), border in the quantity's PALETTE colour."""
-    style: dict[str, str | float] = {"label": node.label, "shape": "box", "style": "rounded"}
+@dataclass(frozen=True)
+class Segment:
+    start: Point
+    end: Point
+
+    @property
+    def direction(self) -> Point:
+        dx, dy = self.end[0] - self.start[0], self.end[1] - self.start[1]
+        length = math.hypot(dx, dy)
+        return dx / length, dy / length
+
+    def normal(self, side: int) -> Point:
+        """Unit vector across the segment: side +1 is left of the direction of travel (y points down)."""
+        dx, dy = self.direction
+        return side * dy, -side * dx
+
+    @property
+    def midpoint(self) -> Point:
+        return (self.start[0] + self.end[0]) / 2, (self.start[1] + self.end[1]) / 2
+
+    def shifted(self, side: int, distance: float) -> Segment:
+        nx, ny = self.normal(side)
+        return Segment((self.start[0] + nx * distance, self.start[1] + ny * distance),
+                       (self.end[0] + nx * distance, self.end[1] + ny * distance))
+
+    def trimmed(self, amount: float) -> Segment:
+        """Shortened by `amount` at both ends, so a parallel arrow stays clear of the node outlines."""
+        dx, dy = self.direction
+        return Segment((self.start[0] + dx * amount, self.start[1] + dy * amount),
+                       (self.end[0] - dx * amount, self.end[1] - dy * amount))
+
+
+def text_size(text: str, font_size: float) -> Point:
+    """Estimated width and height of `text` (lines split at \\n): CHAR_WIDTH per character, and the lines' boxes."""
+    lines = text.split("\n")
+    height = font_size * (ASCENT + DESCENT + LINE_HEIGHT * (len(lines) - 1))
+    return max(map(len, lines)) * CHAR_WIDTH * font_size, height
+
+
+def node_shape(node: Node) -> Shape:
+    """The outline around the node's label: boxes with padding, ellipses big enough to hold the label's box."""
+    width, height = text_size(node.label, NODE_FONT)
     if node.kind == "random":
-        style.update(shape="ellipse", style="filled", fillcolor=RANDOM_FILL)
-    elif node.kind == "input":
-        style.update(style="rounded,filled", fillcolor=INPUT_FILL)
-    elif node.kind == "output":
-        style.update(peripheries=2)
-    if node.id in PALETTE:
-        # A thick coloured border rather than coloured text: light Okabe-Ito colours are hard to read
-        # as text on a projector, and a border shows the same colour as the plots.
-        style.update(color=PALETTE[node.id], penwidth=4)
-    return style
+        width, height = width * math.sqrt(2) + 8, height * math.sqrt(2) + 8
+    else:
+        width, height = width + 32, height + 14
+    return Shape(*_CENTRES[node.id], width, height, ellipse=node.kind == "random")
+
+
+def _text(text: str, centre: Point, font_size: int, colour: str = "#000000", anchor: str = "middle") -> str:
+    """`text` with its line block centred vertically on `centre`, one tspan per line; `anchor` is SVG's
+    text-anchor: "middle" centres it on centre[0], "start" begins it there."""
+    lines = text.split("\n")
+    x = centre[0]
+    baseline = centre[1] - text_size(text, font_size)[1] / 2 + ASCENT * font_size  # of the first line
+    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else font_size * LINE_HEIGHT:.1f}">{escape(line)}</tspan>'
+                    for i, line in enumerate(lines))
+    return (f'<text x="{x:.1f}" y="{baseline:.1f}" font-size="{font_size}" text-anchor="{anchor}" '
+            f'fill="{colour}">{spans}</text>')
+
+
+def _line(segment: Segment, colour: str, width: float, dashes: str = "") -> str:
+    (x1, y1), (x2, y2) = segment.start, segment.end
+    dash = f' stroke-dasharray="{dashes}"' if dashes else ""
+    return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
+            f'stroke-width="{width}"{dash}/>')
+
+
+def _arrowhead(tip: Point, direction: Point, colour: str, length: float = 13, half_width: float = 6) -> str:
+    """A filled triangle pointing along `direction` with its point at `tip`."""
+    (dx, dy), (tx, ty) = direction, tip
+    bx, by = tx - dx * length, ty - dy * length
+    corners = [(tx, ty), (bx - dy * half_width, by + dx * half_width), (bx + dy * half_width, by - dx * half_width)]
+    return f'<polygon points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in corners)}" fill="{colour}"/>'
+
+
+def _arrow(segment: Segment, colour: str, width: float, dashes: str = "") -> str:
+    """A line ending in an arrowhead at `segment.end`; the line stops where the head begins."""
+    dx, dy = segment.direction
+    shaft = Segment(segment.start, (segment.end[0] - dx * 10, segment.end[1] - dy * 10))
+    return _line(shaft, colour, width, dashes) + _arrowhead(segment.end, segment.direction, colour)
+
+
+def _cross(centre: Point, colour: str, half: float = 8) -> str:
+    """A bold ✕ drawn with lines (not a glyph, so no font can shrink or miss it)."""
+    cx, cy = centre
+    return (_line(Segment((cx - half, cy - half), (cx + half, cy + half)), colour, 4)
+            + _line(Segment((cx - half, cy + half), (cx + half, cy - half)), colour, 4))
+
+
+def label_centre(segment: Segment, side: int, clearance: float, text: str, font_size: float,
+                 shapes: tuple[Shape, ...] = ()) -> Point:
+    """Centre of a label beside `segment`: its whole estimated box at least `clearance` px away from the line,
+    and moved further out until it is clear of every node in `shapes`."""
+    width, height = text_size(text, font_size)
+    nx, ny = segment.normal(side)
+    reach = clearance + abs(nx) * width / 2 + abs(ny) * height / 2  # half the box's extent across the line
+    mx, my = segment.midpoint
+    while any(_boxes_meet((mx + nx * reach, my + ny * reach, width, height), shape) for shape in shapes):
+        reach += 2
+    return mx + nx * reach, my + ny * reach
+
+
+def _boxes_meet(label: tuple[float, float, float, float], shape: Shape, margin: float = 4) -> bool:
+    """Whether a label box (centre x, centre y, width, height) comes within `margin` of a node's bounding box."""
+    x, y, width, height = label
+    return (abs(x - shape.cx) < (width + shape.width) / 2 + margin
+            and abs(y - shape.cy) < (height + shape.height) / 2 + margin)
 
 
 def _gradient_label(edge: Edge, fan_out: int) -> str:
@@ -160,83 +289,92 @@ def _gradient_label(edge: Edge, fan_out: int) -> str:
     return f"∂L/∂{source}" if fan_out == 1 else f"∂L/∂{target} ·\n∂{target}/∂{source}"
 
 
-def _gradient_edge(edge: Edge, fan_out: int) -> str:
-    """The gradient running back along `edge`, drawn as a red dashed arrow pointing at its source."""
-    label = _gradient_label(edge, fan_out)
-    # xlabel, not label: an edge label widens the gap between ranks, and the page scales the whole drawing
-    # down to fit its width; xlabels are placed after layout and cost no width.
-    attributes = _attributes(dir="back", color=GRADIENT_COLOUR, fontcolor=GRADIENT_COLOUR, style="dashed",
-                             penwidth=3, xlabel=label)
-    return f"  {edge.source} -> {edge.target} {attributes};"
-
-
-def _blocked_edge(edge: Edge) -> str:
-    """A red dotted arrow from the sample back towards its distribution, stopped by a bar (✗)."""
-    attributes = _attributes(dir="back", arrowtail="tee", color=GRADIENT_COLOUR, fontcolor=GRADIENT_COLOUR,
-                             style="dotted", penwidth=3, xlabel="✗ no gradient\nthrough sampling")
-    return f"  {edge.source} -> {edge.target} {attributes};"
-
-
-def _forward_edge(edge: Edge) -> str:
-    style: dict[str, str | float] = {"penwidth": 2}
+def _edge_svg(edge: Edge, shapes: dict[str, Shape], gradient: str | None, blocked: bool) -> str:
+    """The value arrow (black; ε's in its colour) with its label, and beside it the gradient running back
+    (red dashes, labelled ∂L/∂·) or, for a blocked draw, a red dotted track stopped by a ✕."""
+    source, target = shapes[edge.source], shapes[edge.target]
+    value = Segment(source.exit_point((target.cx, target.cy)), target.exit_point((source.cx, source.cy)))
+    side = _LABEL_SIDE.get((edge.source, edge.target), 1)
+    nodes = tuple(shapes.values())
+    colour, width = (PALETTE["eps"], 4) if edge.role == "noise" else ("#000000", 2)
+    parts = [_arrow(value, colour, width)]
     if edge.label:
-        style["xlabel"] = edge.label
-    if edge.role == "noise":
-        style.update(color=PALETTE["eps"], penwidth=3)
-    return f"  {edge.source} -> {edge.target} {_attributes(**style)};"
+        label_side = -side if gradient else side  # the gradient's side is taken
+        parts.append(_label(edge.label, value, label_side, 8, nodes))
+    if gradient:
+        track = value.shifted(side, TRACK_OFFSET).trimmed(TRACK_TRIM)
+        parts += [_arrow(Segment(track.end, track.start), GRADIENT_COLOUR, 3, GRADIENT_DASHES),
+                  _label(gradient, track, side, 8, nodes, GRADIENT_COLOUR)]  # 8: clear of the arrowhead
+    if blocked:
+        track = value.shifted(-side, TRACK_OFFSET).trimmed(TRACK_TRIM)
+        parts += [_line(track, GRADIENT_COLOUR, 3, BLOCKED_DOTS), _cross(track.midpoint, GRADIENT_COLOUR),
+                  _label(BLOCKED_LABEL, track, -side, 14, nodes, GRADIENT_COLOUR)]  # 14: clear of the ✕
+    return f'<g class="edge" id="edge-{edge.source}-{edge.target}">{"".join(parts)}</g>'
 
 
-def _header(name: str, title: str, rankdir: str = "LR", ranksep: float = 0.6) -> list[str]:
-    graph = _attributes(rankdir=rankdir, label=title, labelloc="t", fontsize=TITLE_SIZE, fontname=FONT, nodesep=0.25,
-                        ranksep=ranksep)
-    return [
-        f"digraph {dot_string(name)} {{",
-        f"  graph {graph};",
-        f"  node {_attributes(fontsize=LABEL_SIZE, fontname=FONT, margin='0.2,0.1')};",
-        f"  edge {_attributes(fontsize=FONT_SIZE, fontname=FONT)};",
-    ]
+def _label(text: str, segment: Segment, side: int, clearance: float, nodes: tuple[Shape, ...],
+           colour: str = "#000000") -> str:
+    return _text(text, label_centre(segment, side, clearance, text, EDGE_FONT, nodes), EDGE_FONT, colour)
 
 
-def to_dot(graph: Graph, highlight_backprop: bool = True) -> str:
-    """DOT text of `graph`: values flow left to right in black; with `highlight_backprop`, the gradient of
-    the loss runs back in red dashes, and a red dotted ✗ marks where it is blocked."""
-    # LR: columns in data-flow order, as the other pages lay out encoder -> latent -> decoder. Tight rank
-    # spacing: the page scales the drawing to its width, so every inch of spacing costs font size.
-    lines = _header(graph.name, graph.title, ranksep=0.55)
-    lines += [f"  {node.id} {_attributes(**_node_style(node))};" for node in graph.nodes]
-    # μ and σ (and ε) in one column, so z's inputs line up whichever graph is shown.
-    lines.append("  { rank=same; " + " ".join(n.id for n in graph.nodes if n.id in ("mu", "sigma", "eps")) + " }")
-    lines += [_forward_edge(edge) for edge in graph.edges]
-    if highlight_backprop:
-        edges = backprop_edges(graph)
-        lines += [_gradient_edge(e, sum(other.source == e.source for other in edges)) for e in edges]
-        lines += [_blocked_edge(edge) for edge in blocked_edges(graph)]
-    return "\n".join([*lines, "}"])
+def _outline(shape: Shape, fill: str, border: str, width: float, inset: float = 0) -> str:
+    w, h = shape.width - 2 * inset, shape.height - 2 * inset
+    paint = f'fill="{fill}" stroke="{border}" stroke-width="{width}"'
+    if shape.ellipse:
+        return f'<ellipse cx="{shape.cx:.1f}" cy="{shape.cy:.1f}" rx="{w / 2:.1f}" ry="{h / 2:.1f}" {paint}/>'
+    return (f'<rect x="{shape.cx - w / 2:.1f}" y="{shape.cy - h / 2:.1f}" width="{w:.1f}" height="{h:.1f}" '
+            f'rx="10" {paint}/>')
 
 
-def legend_dot() -> str:
-    """A one-row chart explaining the drawing: box = deterministic, ellipse = random, red = gradients."""
-    gradient = {"dir": "back", "color": GRADIENT_COLOUR, "fontcolor": GRADIENT_COLOUR, "penwidth": 3}
-    # Top to bottom, so the shapes and the short sample arrows sit side by side in one low row.
-    lines = _header("legend", "Legend", rankdir="TB", ranksep=0.4)
-    lines += [
-        f"  data {_attributes(label='data', shape='box', style='rounded,filled', fillcolor=INPUT_FILL)};",
-        f"  deterministic {_attributes(label='deterministic', shape='box', style='rounded')};",
-        f"  random {_attributes(label='random', shape='ellipse', style='filled', fillcolor=RANDOM_FILL)};",
-        *[f"  {point} {_attributes(label='', shape='point', width=0.12)};" for point in _LEGEND_POINTS],
-        "  { rank=same; data deterministic random f0 g0 b0 }",
-        f"  f0 -> f1 {_attributes(label=' value (forward)', penwidth=2)};",
-        f"  g0 -> g1 {_attributes(label=' gradient ∂L/∂· (backward)', style='dashed', **gradient)};",
-        f"  b0 -> b1 {_attributes(label=' ✗ blocked: no gradient', style='dotted', arrowtail='tee', **gradient)};",
-    ]
-    return "\n".join([*lines, "}"])
+def _node_svg(node: Node, shape: Shape) -> str:
+    """Shape by kind (box = deterministic, ellipse = random), border in the quantity's PALETTE colour."""
+    # A thick coloured border rather than coloured text: light Okabe-Ito colours are hard to read as text on
+    # a projector, and a border shows the same colour as the plots.
+    border, width = (PALETTE[node.id], 4) if node.id in PALETTE else ("#000000", 2)
+    fill = {"random": RANDOM_FILL, "input": INPUT_FILL}.get(node.kind, "#FFFFFF")
+    parts = [_outline(shape, fill, border, width)]
+    if node.kind == "output":  # a double border: the quantity being optimised
+        parts.append(_outline(shape, "none", border, width, inset=5))
+    parts.append(_text(node.label, (shape.cx, shape.cy), NODE_FONT))
+    return f'<g class="node" id="node-{node.id}">{"".join(parts)}</g>'
 
 
-def graph_before() -> str:
-    """The graph before the trick: z is sampled and the gradient is blocked on its way to φ."""
-    return to_dot(computation_graph(reparameterized=False))
+def _legend_svg(y: float) -> str:
+    """One row explaining the drawing: data, deterministic, random; value, gradient and blocked arrows."""
+    samples = {
+        "data": lambda s: _outline(s, INPUT_FILL, "#000000", 2),
+        "deterministic": lambda s: _outline(s, "#FFFFFF", "#000000", 2),
+        "random": lambda s: _outline(Shape(s.cx, s.cy, s.width, s.height, True), RANDOM_FILL, "#000000", 2),
+        "value, forward": lambda s: _arrow(_across(s), "#000000", 2),
+        "gradient, backward": lambda s: _arrow(_across(s, backwards=True), GRADIENT_COLOUR, 3, GRADIENT_DASHES),
+        "blocked": lambda s: _line(_across(s), GRADIENT_COLOUR, 3, BLOCKED_DOTS) + _cross((s.cx, s.cy),
+                                                                                        GRADIENT_COLOUR),
+    }
+    sample_width, x, parts = 40, 12.0, []
+    for text, draw in samples.items():
+        parts += [draw(Shape(x + sample_width / 2, y, sample_width, 24, False)),
+                  _text(text, (x + sample_width + 8, y), LEGEND_FONT, anchor="start")]
+        x += sample_width + 8 + text_size(text, LEGEND_FONT)[0] + 24
+    return f'<g class="legend" id="legend">{"".join(parts)}</g>'
 
 
-def graph_after() -> str:
-    """The graph after the trick: z = μ + σ ⊙ ε and the gradient reaches φ through μ and σ."""
-    return to_dot(computation_graph(reparameterized=True))
+def _across(shape: Shape, backwards: bool = False) -> Segment:
+    """The horizontal line through a legend sample's box, left to right (or back)."""
+    left, right = (shape.cx - shape.width / 2, shape.cy), (shape.cx + shape.width / 2, shape.cy)
+    return Segment(right, left) if backwards else Segment(left, right)
+
+
+def to_svg(graph: Graph) -> str:
+    """`graph` as an SVG of WIDTH x HEIGHT px: values flow left to right in black, the gradient of the loss runs
+    back in red dashes labelled ∂L/∂·, and a red ✕ marks where sampling blocks it. A legend sits underneath."""
+    shapes = {node.id: node_shape(node) for node in graph.nodes}
+    gradients = backprop_edges(graph)
+    fan_out = {edge.source: sum(e.source == edge.source for e in gradients) for edge in gradients}
+    blocked = set(blocked_edges(graph))
+    edges = [_edge_svg(edge, shapes, _gradient_label(edge, fan_out[edge.source]) if edge in gradients else None,
+                       edge in blocked) for edge in graph.edges]
+    nodes = [_node_svg(node, shapes[node.id]) for node in graph.nodes]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="computation-graph" id="graph-{graph.name}" '
+            f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'aria-label="{escape(graph.title)}"><title>{escape(graph.title)}</title>'
+            f'{"".join(edges)}{"".join(nodes)}{_legend_svg(HEIGHT - 20)}</svg>')
