@@ -5,31 +5,44 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from pages._live_plot import live_plotly_chart
-from pages._session import cached_dataset, choose_model, start_jobs
+from pages._session import ModelChoice, cached_dataset, choose_model, presenting, show_figure, start_jobs
 from vae.config import preset_config
-from vae.encoder_gradients import encoder_gradient_samples, gradient_noise, noise_table
+from vae.encoder_gradients import encoder_noise_comparison
 from vae.estimators import BASELINES, COSTS
+from vae.families import FAMILIES
 from vae.figures import (
     coloured,
     estimates_histogram_figure,
+    for_projector,
     race_elbo_figure,
     race_variance_figure,
     tensor_variance_figure,
     variance_curve_figure,
 )
-from vae.variance_lab import PARAMETERS, ToyLab, ToySetting, toy_lab_results, work_normalised_variance
+from vae.variance_lab import (
+    PARAMETERS,
+    TIMED_DRAWS,
+    TIMING_ROUNDS,
+    TIMING_WARMUP,
+    EstimatorTiming,
+    ToyLab,
+    ToySetting,
+    toy_lab_results,
+)
 
 RACE_KEY = "estimators:race"
 BASELINE_LABELS = {"none": "none", "moving_average": "moving average", "optimal": "optimal constant"}
 
 st.title("Which gradient estimator?")
 st.markdown(f"Both estimators are unbiased; the question is how noisy they are. The "
-            f"{coloured('pathwise', 'pathwise')} estimator differentiates f through z = μ + σ·ε; the "
-            f"{coloured('score_function', 'score function')} only weighs f(z) by ∇ log q(z). "
+            f"{coloured('pathwise', 'pathwise')} (reparameterization) estimator differentiates f through "
+            f"z = μ + σ·ε; the {coloured('score_function', 'score function')} (REINFORCE) only weighs f(z) by "
+            "∇ log q(z). "
             "The lecture says the first has far lower variance. Measure it, and find where it fails.",
             unsafe_allow_html=True)
 
@@ -65,13 +78,17 @@ def toy_lab() -> None:
                    "anything. Lower k or σ.", icon=":material/warning:")
         return
     left, right = st.columns(2)
-    left.plotly_chart(estimates_histogram_figure(lab.estimates, lab.exact_gradient,
-                                                 f"estimate of ∂E[f]/∂{PARAMETERS[parameter]}"),
-                      key="estimators:histogram", theme=None)
-    curve = lab.curve
-    right.plotly_chart(variance_curve_figure(curve.num_samples, curve.empirical, curve.exact),
-                       key="estimators:curve", theme=None)
-    comparison(setting, samples, lab.variance, lab.seconds)
+    with left:
+        show_figure(estimates_histogram_figure(lab.estimates, lab.exact_gradient,
+                                               f"estimate of ∂E[f]/∂{PARAMETERS[parameter]}"), "estimators:histogram")
+        st.caption(f"{len(next(iter(lab.estimates.values()))):,} estimates by each estimator, each the mean of "
+                   f"K = {samples} {'draw' if samples == 1 else 'draws'}; the dashed line is the exact gradient.")
+    with right:
+        curve = lab.curve
+        show_figure(variance_curve_figure(curve.num_samples, curve.empirical, curve.exact), "estimators:curve")
+        st.caption("Lines: exact variance (the single-sample variance divided by K). Circles: measured, from "
+                   "400 estimates at each K.")
+    comparison(setting, samples, lab.variance, lab.timing)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -79,7 +96,7 @@ def cached_toy_lab(setting: ToySetting, samples: int, parameter: str) -> ToyLab 
     return toy_lab_results(setting, samples, parameter)
 
 
-def comparison(setting: ToySetting, samples: int, variance: dict[str, float], seconds: dict[str, float]) -> None:
+def comparison(setting: ToySetting, samples: int, variance: dict[str, float], timing: EstimatorTiming) -> None:
     """The variance ratio, and the same after charging each estimator for its compute time."""
     if not COSTS[setting.cost].pathwise_unbiased:
         st.warning("f jumps here, so the pathwise estimator is biased (it never sees the jump): its low variance "
@@ -88,20 +105,50 @@ def comparison(setting: ToySetting, samples: int, variance: dict[str, float], se
     if variance["pathwise"] == 0 and variance["score_function"] == 0:
         st.info("f is constant at these settings: every estimate of both estimators is exactly the true gradient.")
         return
-    work = work_normalised_variance(variance, seconds)
-    columns = st.columns(4)
+    seconds = timing.median_seconds()
+    columns = st.columns([3, 2, 2, 4])
     columns[0].metric("Variance ratio, score / pathwise", _ratio(variance["score_function"], variance["pathwise"]))
-    columns[1].metric("Pathwise: μs per estimate", f"{seconds['pathwise'] * 1e6:.2f}")
-    columns[2].metric("Score function: μs per estimate", f"{seconds['score_function'] * 1e6:.2f}")
-    columns[3].metric("Work-normalised ratio (variance × time)", _ratio(work["score_function"], work["pathwise"]))
+    columns[1].metric("Pathwise time", _duration(seconds["pathwise"]), help=TIME_HELP)
+    columns[2].metric("Score-function time", _duration(seconds["score_function"]), help=TIME_HELP)
+    if variance["pathwise"] == 0:
+        columns[3].metric("Work-normalised ratio (variance × time)", "∞")
+    else:
+        work = timing.work_ratio(variance)
+        columns[3].metric("Work-normalised ratio (variance × time)",
+                          f"{_number(work.median)}× ({_number(work.low)}–{_number(work.high)})")
+        st.markdown(WORK_VERDICTS[work.side_of(1.0)])
     st.caption(f"Exact single-sample variances divided by K = {samples}. A ratio above 1 means the pathwise "
-               "estimator wins; the work-normalised ratio also charges each estimator for its compute time.")
+               "estimator wins; the work-normalised ratio also charges each estimator for its compute time. "
+               f"Timing: each estimator on one CPU thread, on one fixed batch of {TIMED_DRAWS:,} draws, after "
+               f"{TIMING_WARMUP} warm-up rounds, then {TIMING_ROUNDS} rounds that alternate the two back to back; "
+               f"the figure is the median of the {TIMING_ROUNDS} paired ratios, the range in brackets the middle "
+               "half of them.")
+
+
+TIME_HELP = "The median time of one K-sample estimate, over the timed rounds."
+WORK_VERDICTS = {
+    1: "For the same compute time the **pathwise** estimator is less noisy: the whole range lies above 1.",
+    -1: "For the same compute time the **score function** is less noisy: the whole range lies below 1.",
+    0: "**Too close to call** for the same compute time: the range straddles 1, so timing noise could tip it.",
+}
 
 
 def _ratio(numerator: float, denominator: float) -> str:
     if denominator == 0:
         return "∞" if numerator > 0 else "equal"
     return f"{numerator / denominator:,.3g}×"
+
+
+def _number(value: float) -> str:
+    """Two significant digits below 10 (0.95, 6.7), whole numbers above (41, 1,234): short enough for a metric."""
+    return f"{value:.2g}" if value < 10 else f"{value:,.0f}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
 
 
 @st.fragment
@@ -112,36 +159,42 @@ def vae_section() -> None:
     choice = choose_model("estimators:model")
     if choice is None:
         return
-    if choice.config.model.posterior != "gaussian":
-        st.warning("This comparison uses a Gaussian q(z|x); pick a model trained with the Gaussian posterior.")
-        return
-    columns = st.columns(2)
-    repetitions = columns[0].slider("Repetitions", 50, 500, 200, 50, key="estimators:repetitions")
-    baseline = columns[1].selectbox("Score-function baseline", BASELINES, index=1, format_func=BASELINE_LABELS.get,
-                                    key="estimators:vae_baseline")
+    st.markdown(posterior_sentence(choice.config.model.posterior), unsafe_allow_html=True)
+    repetitions, baseline = 200, "moving_average"
+    if not presenting():
+        columns = st.columns(2)
+        repetitions = columns[0].slider("Repetitions", 50, 500, repetitions, 50, key="estimators:repetitions")
+        baseline = columns[1].selectbox("Score-function baseline", BASELINES, index=BASELINES.index(baseline),
+                                        format_func=BASELINE_LABELS.get, key="estimators:vae_baseline")
     with st.spinner("Estimating…"):
         table = encoder_noise_table(choice, repetitions, baseline)
     variances = {"pathwise": table["variance (pathwise)"], "score_function": table["variance (score function)"]}
-    st.plotly_chart(tensor_variance_figure(list(table["tensor"]), variances), key="estimators:tensors", theme=None)
-    st.dataframe(pd.DataFrame(table), hide_index=True, column_config={
-        name: st.column_config.NumberColumn(format="%.3g") for name in table if name not in ("tensor", "size")})
+    show_figure(tensor_variance_figure(list(table["tensor"]), variances), "estimators:tensors")
+    if not presenting():
+        st.dataframe(pd.DataFrame(table), hide_index=True, column_config={
+            name: st.column_config.NumberColumn(format="%.3g") for name in table if name not in ("tensor", "size")})
     median_ratio = float(np.median(table["ratio"]))
     st.markdown(f"Median variance ratio, score function / pathwise: **{median_ratio:,.3g}×**. The signal-to-noise "
                 "ratio (|mean| / standard deviation) says how many estimates must be averaged before the sign of "
                 "the gradient is reliable.")
 
 
-def encoder_noise_table(choice, repetitions: int, baseline: str) -> dict[str, np.ndarray]:
+def posterior_sentence(family_name: str) -> str:
+    """What each estimator needs of this model's q(z|x): its reparameterized draw, or its log density."""
+    family = FAMILIES[family_name]
+    return (f"This model's q(z|x) is **{family.name}**. The {coloured('pathwise', 'pathwise')} estimator draws "
+            f"z = g(μ(x), σ(x), noise) with the {family.name} reparameterization (noise {family.base}); the "
+            f"{coloured('score_function', 'score function')} weighs each reconstruction by ∇ log q(z|x) of the "
+            f"{family.name} density.")
+
+
+def encoder_noise_table(choice: ModelChoice, repetitions: int, baseline: str) -> dict[str, np.ndarray]:
     """Per encoder tensor, the noise of each estimator on 64 held-out images; cached per model version, since
     moving the toy sliders above must not recompute it."""
     key = ("estimators:noise", choice.label, choice.version, repetitions, baseline)
     if st.session_state.get("estimators:noise_key") != key:
         x = torch.as_tensor(choice.dataset.x_test[:64])
-        samples = {name: encoder_gradient_samples(choice.model, x, name, repetitions, baseline=baseline,
-                                                  generator=torch.Generator().manual_seed(0))
-                   for name in ("pathwise", "score_function")}
-        rows = {name: gradient_noise(values) for name, values in samples.items()}
-        st.session_state["estimators:noise"] = noise_table(rows["pathwise"], rows["score_function"])
+        st.session_state["estimators:noise"] = encoder_noise_comparison(choice.model, x, repetitions, baseline)
         st.session_state["estimators:noise_key"] = key
     return st.session_state["estimators:noise"]
 
@@ -175,10 +228,16 @@ def race_view() -> None:
                            for name, snap in snapshots.items()), unsafe_allow_html=True)
     left, right = st.columns(2)
     with left:
-        live_plotly_chart(race_elbo_figure({n: s.train for n, s in snapshots.items()}), key="estimators:race_elbo")
+        live_plotly_chart(projected(race_elbo_figure({n: s.train for n, s in snapshots.items()})),
+                          key="estimators:race_elbo")
     with right:
-        live_plotly_chart(race_variance_figure({n: s.gradient_variance for n, s in snapshots.items()}),
+        live_plotly_chart(projected(race_variance_figure({n: s.gradient_variance for n, s in snapshots.items()})),
                           key="estimators:race_variance")
+
+
+def projected(figure: go.Figure) -> go.Figure:
+    """Live charts bypass show_figure (they update in place), so presentation mode is applied here."""
+    return for_projector(figure) if presenting() else figure
 
 
 toy_lab()

@@ -1,11 +1,15 @@
 """AppTest of the Estimators page: the toy lab's numbers, the VAE table, and the race."""
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pages._session import JOB_KEY
 from tests.conftest import open_app_page
+from vae.config import POSTERIOR_FAMILIES, ModelConfig, TrainConfig
 from vae.estimators import COSTS
-from vae.job import JobStatus
+from vae.families import FAMILIES
+from vae.job import JobStatus, TrainingJob
 from vae.variance_lab import ToySetting, exact_single_sample_variance
 
 
@@ -56,3 +60,28 @@ def test_vae_table_and_race(page):
     assert racers["pathwise"].model().to_loc.weight.shape == racers["score_function"].model().to_loc.weight.shape
     page.run()
     assert not page.exception
+
+
+@pytest.mark.parametrize("family", [f for f in POSTERIOR_FAMILIES if f != "gaussian"])
+def test_the_vae_comparison_runs_for_a_live_run_of_any_posterior_family(small_digits, family):
+    """The live run on the Train page has, say, a Laplace q(z|x): the comparison is shown for that model."""
+    config = TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2, posterior=family), epochs=1,
+                         batch_size=32, device="cpu")
+    job = TrainingJob(config, small_digits)
+    job.step(1)
+    job.wait_until(lambda s: s.step >= 1, timeout=60)
+    try:
+        at = open_app_page()
+        at.session_state[JOB_KEY] = job
+        at.switch_page("pages/estimators.py").run()
+        assert not at.exception
+        assert at.selectbox(key="estimators:model").value == "live"
+        texts = [e.value for e in [*at.warning, *at.info, *at.markdown, *at.caption]]
+        assert not any("pick a model" in t or "uses a Gaussian" in t for t in texts)
+        assert at.dataframe[0].value["tensor"].tolist()[:1] == ["encoder.0.0.weight"]
+        variances = at.dataframe[0].value[["variance (pathwise)", "variance (score function)"]].to_numpy()
+        assert np.isfinite(variances).all() and (variances > 0).all()
+        assert any(FAMILIES[family].name in t for t in texts)  # the page says which q(z|x) it compares under
+    finally:
+        job.stop()
+        job.join(timeout=10)

@@ -93,3 +93,61 @@ def test_density_and_posterior_figures():
     mu = posterior.data[1]
     assert list(mu.y) == [0.0, 1.0] and list(mu.error_y.array) == pytest.approx([0.5, 0.2])
     assert len(posterior.data[0].x) == 20  # every draw of every dimension
+
+
+def estimator_figures() -> dict:
+    """Every chart of the Estimators page, from small made-up data."""
+    from vae.figures import (
+        estimates_histogram_figure,
+        race_elbo_figure,
+        race_variance_figure,
+        tensor_variance_figure,
+        variance_curve_figure,
+    )
+
+    rng = np.random.default_rng(0)
+    counts = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256])
+    exact = {"pathwise": 4.0 / counts, "score_function": 15.0 / counts}
+    steps = np.arange(1, 101)
+    return {
+        "histogram": estimates_histogram_figure({"pathwise": rng.normal(0, 2, 3000),
+                                                 "score_function": rng.standard_t(3, 3000) * 4}, 0.0, "estimate"),
+        "curve": variance_curve_figure(counts, exact, exact),
+        "tensors": tensor_variance_figure(["w", "b"], {"pathwise": np.array([1e-4, 2e-3]),
+                                                       "score_function": np.array([1e-3, 5e-2])}),
+        "race ELBO": race_elbo_figure({name: {"step": steps, "elbo": -100.0 + steps / 10} for name in exact}),
+        "race variance": race_variance_figure({"pathwise": {"step": steps[::25], "variance": np.full(4, 1e-5)},
+                                               "score_function": {"step": steps[::25], "variance": np.full(4, 1e-2)}}),
+    }
+
+
+@pytest.mark.parametrize("name", ["histogram", "curve", "tensors", "race ELBO", "race variance"])
+def test_estimator_figures_fit_their_titles_and_legends(name):
+    """Axes grow their margins to fit labels and titles; titles are short enough for a half-width chart, and
+    the legend names the two estimators once each (one row, not four)."""
+    figure = estimator_figures()[name]
+    assert figure.layout.xaxis.automargin and figure.layout.yaxis.automargin
+    assert len(figure.layout.yaxis.title.text) <= 20
+    legend = [t.name.split(",")[0] for t in figure.data if t.showlegend is not False]  # "pathwise, sd 2.0"
+    assert legend == ["pathwise", "score function"]
+
+
+@pytest.mark.parametrize("name", ["histogram", "curve", "tensors", "race variance"])
+def test_log_axes_label_decades_at_full_size(name):
+    """No small 2s and 5s between the decades (plotly's default over a few decades) and no superscript
+    exponents (drawn at 70% of the tick font): labels like 0.01 and 1e−3, with unlabelled minor ticks."""
+    axis = estimator_figures()[name].layout.yaxis
+    assert axis.type == "log" and axis.exponentformat == "e"
+    assert axis.dtick == 1 or axis.tickmode == "array"
+
+
+def test_log_axis_rules():
+    from vae.figures import log_axis
+
+    wide = log_axis(np.array([1e-4, 0.3]))
+    assert wide["dtick"] == 1 and wide["minor"]["dtick"] == "D1" and "tickvals" not in wide
+    middle = log_axis(np.array([0.05, 0.8]), np.array([np.nan, 0.0]))  # non-finite and zero values are ignored
+    assert middle["tickvals"] == pytest.approx([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5])
+    assert middle["ticktext"][:3] == ["0.01", "0.02", "0.05"]
+    assert "dtick" not in log_axis(np.array([0.3, 0.6])) and "tickvals" not in log_axis(np.array([0.3, 0.6]))
+    assert log_axis(np.array([2e-5, 1e-3]))["ticktext"][:2] == ["1e−5", "2e−5"]

@@ -1,9 +1,23 @@
 """The toy lab's numbers: estimates around the exact gradient, the variance curve, overflow handled."""
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
+import torch
 
-from vae.variance_lab import ToySetting, toy_lab_results, variance_curve, work_normalised_variance
+from vae.variance_lab import (
+    TIMING_ROUNDS,
+    EstimatorTiming,
+    Spread,
+    ToySetting,
+    exact_single_sample_variance,
+    paired_timings,
+    time_estimators,
+    toy_lab_results,
+    variance_curve,
+)
 
 
 def test_toy_lab_estimates_centre_on_the_exact_gradient():
@@ -14,7 +28,8 @@ def test_toy_lab_estimates_centre_on_the_exact_gradient():
         assert abs(estimates.mean() - 2.0) < 5 * stderr
         assert np.var(estimates) == pytest.approx(lab.variance[name], rel=0.15)
     assert lab.variance["score_function"] > lab.variance["pathwise"]
-    assert set(lab.seconds) == {"pathwise", "score_function"} and min(lab.seconds.values()) > 0
+    assert set(lab.timing.seconds) == {"pathwise", "score_function"}
+    assert all(len(values) == TIMING_ROUNDS and values.min() > 0 for values in lab.timing.seconds.values())
 
 
 def test_variance_curve_falls_as_one_over_k():
@@ -28,5 +43,55 @@ def test_overflowing_settings_give_none_not_a_traceback():
     assert toy_lab_results(ToySetting("exp(k z)", 1.0, 3.0, 10.0), 1, "loc") is None
 
 
-def test_work_normalised_variance_multiplies():
-    assert work_normalised_variance({"a": 2.0}, {"a": 3.0}) == {"a": 6.0}
+def test_work_ratio_multiplies_variance_by_seconds_round_by_round():
+    timing = EstimatorTiming({"pathwise": np.array([1.0, 2.0, 4.0]), "score_function": np.array([3.0, 2.0, 2.0])})
+    ratio = timing.work_ratio({"pathwise": 1.0, "score_function": 2.0})
+    np.testing.assert_allclose(sorted(ratio.values), [1.0, 2.0, 6.0])  # 2 x (3/1, 2/2, 2/4)
+    assert ratio.median == 2.0 and timing.median_seconds() == {"pathwise": 2.0, "score_function": 2.0}
+
+
+def test_paired_timings_warm_up_then_interleave_the_rounds():
+    calls, ticks = [], iter(range(1000))
+    functions = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    seconds = paired_timings(functions, rounds=4, warmup=2, clock=lambda: float(next(ticks)))
+    assert calls[:4] == ["a", "b", "a", "b"]  # warm-up: two untimed rounds
+    assert calls[4:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # timed rounds alternate the order
+    assert {name: values.shape for name, values in seconds.items()} == {"a": (4,), "b": (4,)}
+    np.testing.assert_array_equal(seconds["a"], 1.0)  # one clock tick per timed call
+
+
+def test_spread_reports_median_and_quartiles():
+    spread = Spread.of(np.arange(1.0, 16.0))
+    assert (spread.median, spread.low, spread.high, spread.count) == (8.0, 4.5, 11.5, 15)
+    assert spread.side_of(1.0) == 1 and Spread.of(np.array([0.5, 0.6])).side_of(1.0) == -1
+    assert Spread.of(np.array([0.5, 2.0])).side_of(1.0) == 0  # the interval straddles 1: no winner
+
+
+def test_work_normalised_ratio_for_the_lectures_example_never_changes_sides():
+    """The default (z-k)^2 setting, timed twice while another thread keeps a core busy (as a training run
+    does): both timings put the ratio on the same side of 1, and the interval excludes 1."""
+    setting = ToySetting("(z-k)^2", 1.0, 1.0, 1.0)
+    variance = {name: exact_single_sample_variance(setting, name)["loc"] for name in ("pathwise", "score_function")}
+    with busy_core():
+        ratios = [time_estimators(setting, 1).work_ratio(variance) for _ in range(2)]
+    assert all(ratio.count == TIMING_ROUNDS for ratio in ratios)
+    assert ratios[0].side_of(1.0) == ratios[1].side_of(1.0) == 1, ratios  # pathwise wins, both times
+
+
+@contextlib.contextmanager
+def busy_core():
+    stop = threading.Event()
+
+    def work() -> None:
+        torch.set_num_threads(1)
+        matrix = torch.randn(256, 256)
+        while not stop.is_set():
+            matrix @ matrix
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

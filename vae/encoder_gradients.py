@@ -1,8 +1,10 @@
 """The estimator question inside a real VAE: how noisy is each estimate of the encoder's gradient?
 
 The gradient of the reconstruction term E_q[log p(x|z)] with respect to the encoder's weights phi needs an
-estimator (the KL term's gradient is exact for a Gaussian posterior, the same for both, so it is left out).
-`vae.estimators` estimates d/d(loc, scale) of that expectation; the chain rule through the encoder,
+estimator (the KL term is the same whichever estimator the reconstruction uses, so it is left out).
+`vae.estimators` estimates d/d(loc, scale) of that expectation for the model's own posterior family (Gaussian,
+Laplace, Logistic or Student-t: the pathwise estimator draws z with the family's reparameterization, the score
+function weighs by the family's log density); the chain rule through the encoder,
 
     dL/dphi = (d loc/d phi)^T g_loc + (d scale/d phi)^T g_scale,
 
@@ -39,10 +41,8 @@ def encoder_gradient_samples(
 ) -> dict[str, torch.Tensor]:
     """R independent estimates of d/dphi of (1/B) sum_b E_q[log p(x_b|z)], one draw of z per example:
     {parameter name: (R, *parameter shape)}. x (B, D) is one fixed minibatch. The cost is given per example,
-    so the score function weighs each example's score by its own reconstruction (standard REINFORCE)."""
-    if model.config.posterior != "gaussian":
-        raise ValueError("The estimator comparison uses a Gaussian posterior q(z|x); this model's is "
-                         f"{model.config.posterior}.")
+    so the score function weighs each example's score by its own reconstruction (standard REINFORCE). q(z|x) is
+    the model's posterior family (`model.config.posterior`)."""
     with torch.enable_grad():  # the estimators differentiate, even when the caller is in a no_grad block
         return _encoder_gradient_samples(model, x, estimator, repetitions, generator, baseline)
 
@@ -56,7 +56,8 @@ def _encoder_gradient_samples(model: VAE, x: torch.Tensor, estimator: str, repet
         return model.likelihood(model.decode(z)).log_prob(x) / len(x)
 
     estimates = ESTIMATORS[estimator](reconstruction, {"loc": loc.detach(), "scale": scale.detach()}, 1,
-                                      repetitions, generator=generator, baseline=baseline)  # (R, B, K) each
+                                      repetitions, generator=generator, baseline=baseline,
+                                      family=model.config.posterior)  # (R, B, K) each
     (gradients,) = vmap(pullback)((estimates["loc"], estimates["scale"]))
     return gradients
 
@@ -101,3 +102,12 @@ def noise_table(pathwise: list[TensorNoise], score: list[TensorNoise]) -> dict[s
         "SNR (pathwise)": np.array([row.snr for row in pathwise]),
         "SNR (score function)": np.array([row.snr for row in score]),
     }
+
+
+def encoder_noise_comparison(model: VAE, x: torch.Tensor, repetitions: int, baseline: str = "moving_average",
+                             seed: int = 0) -> dict[str, np.ndarray]:
+    """`noise_table` of both estimators on one fixed minibatch x (B, D), R repetitions each, equally seeded."""
+    rows = {name: gradient_noise(encoder_gradient_samples(model, x, name, repetitions, baseline=baseline,
+                                                          generator=torch.Generator().manual_seed(seed)))
+            for name in ESTIMATORS}
+    return noise_table(rows["pathwise"], rows["score_function"])

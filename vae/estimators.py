@@ -1,8 +1,10 @@
-"""Gradient estimators of d/dθ E_{z ~ N(loc, scale²)}[f(z)], θ = (loc, scale): score function and pathwise.
+"""Gradient estimators of d/dθ E_{z ~ q(loc, scale)}[f(z)], θ = (loc, scale): score function and pathwise.
 
-One signature, documented once (as in deepmind's mc_gradients); `ESTIMATORS` maps a name to each function:
+q is N(loc, scale²) unless `family` names another posterior family of `vae.families` (Laplace, Logistic,
+Student-t: the families a VAE's q(z|x) can have). One signature, documented once (as in deepmind's
+mc_gradients); `ESTIMATORS` maps a name to each function:
 
-    estimator(cost, params, num_samples, repetitions=1, *, generator=None, baseline="none") -> dict
+    estimator(cost, params, num_samples, repetitions=1, *, generator=None, baseline="none", family="gaussian")
 
 * `cost`: z (R, K, *shape) -> per-draw cost (R, K), summing over *shape itself; or, when the leading
   dimensions of `shape` are independent problems (the examples of a VAE's minibatch), one cost per problem,
@@ -14,9 +16,12 @@ One signature, documented once (as in deepmind's mc_gradients); `ESTIMATORS` map
 * `params`: {"loc": tensor, "scale": tensor} of one equal `shape`: () for the toy, (B, D) for a VAE's
   posterior over a minibatch. The tensors may require grad: they are detached, never modified, and their
   `.grad` is never touched (the gradients come from `torch.autograd.grad` on private leaf copies).
+* `family`: one of `vae.config.POSTERIOR_FAMILIES`. The pathwise estimator needs the family's reparameterized
+  draw z = g(loc, scale, noise) (`Family.transform` of `Family.sample_base`), the score function its log
+  density (`Family.log_prob`); fixed shape parameters (Student-t's ν) come from `posterior_params`.
 * `num_samples` K: draws averaged into one estimate. `repetitions` R: independent estimates.
 * `generator`: the only source of randomness (None means torch's default generator, as in `torch.randn`).
-  Both estimators draw their noise ε (R, K, *shape) first, so with equally seeded generators they see the
+  Both estimators draw their base noise (R, K, *shape) first, so with equally seeded generators they see the
   same draws (common random numbers: the comparison between them is not blurred by different luck).
 * `baseline`: one of `BASELINES`, a constant b subtracted from the cost by the score function estimator
   (see `score_function_gradients`); the pathwise estimator needs none, accepts the argument and ignores it.
@@ -26,8 +31,10 @@ One signature, documented once (as in deepmind's mc_gradients); `ESTIMATORS` map
 
 The two single-sample estimators (lecture, "the reparameterization trick"; Mohamed et al. 2020, sec. 4-5):
 
-    score function:  (f(z) - b) ∇θ log N(z; loc, scale²),  z ~ N(loc, scale²)      (REINFORCE, Williams 1992)
-    pathwise:        ∇θ f(loc + scale ε),                   ε ~ N(0, 1)              (Kingma & Welling 2014)
+    score function:  (f(z) - b) ∇θ log q(z; loc, scale),   z ~ q(loc, scale)      (REINFORCE, Williams 1992)
+    pathwise:        ∇θ f(g(loc, scale, ε)),               ε ~ base noise         (Kingma & Welling 2014)
+
+For the Gaussian g(loc, scale, ε) = loc + scale ε with ε ~ N(0, 1).
 
 The second half of the module is the toy of the variance lab: costs f(z; k) of one scalar z with their exact
 gradients (closed form or quadrature) and the exact variance of each single-sample estimator.
@@ -45,7 +52,9 @@ import numpy as np
 import torch
 from numpy.polynomial import Polynomial
 from scipy import integrate, signal, special
-from torch.distributions import Normal
+
+from vae.config import POSTERIOR_FAMILIES
+from vae.families import FAMILIES, posterior_params
 
 Cost = Callable[[torch.Tensor], torch.Tensor]  # z (R, K, *shape) -> per-draw cost (R, K) or (R, K, *shape[:n])
 Gradients = dict[str, torch.Tensor]  # {"loc": (R, *shape), "scale": (R, *shape)}
@@ -63,6 +72,7 @@ class Estimator(Protocol):
         *,
         generator: torch.Generator | None = None,
         baseline: str = "none",
+        family: str = "gaussian",
     ) -> Gradients: ...
 
 
@@ -84,17 +94,18 @@ def pathwise_gradients(
     *,
     generator: torch.Generator | None = None,
     baseline: str = "none",
+    family: str = "gaussian",
 ) -> Gradients:
-    """mean_k ∇θ f(loc + scale ε_k), ε_k ~ N(0, 1): the randomness sits outside θ, so ∇θ moves inside E.
+    """mean_k ∇θ f(g(loc, scale, ε_k)), ε_k ~ base noise: the randomness sits outside θ, so ∇θ moves inside E.
 
-    ∇_loc = f'(z), ∇_scale = f'(z) ε for a scalar z; unbiased whenever f is continuous and differentiable
-    almost everywhere (a kink like |z - k| is fine, a jump is not). `baseline` is ignored: subtracting a
-    constant from f changes nothing here, since its gradient is zero.
+    For the Gaussian, z = loc + scale ε with ε ~ N(0, 1): ∇_loc = f'(z), ∇_scale = f'(z) ε for a scalar z.
+    Unbiased whenever f is continuous and differentiable almost everywhere (a kink like |z - k| is fine, a jump
+    is not). `baseline` is ignored: subtracting a constant from f changes nothing here, since its gradient is zero.
     """
-    loc, scale = _checked(params, baseline)
+    loc, scale = _checked(params, baseline, family)
     leaves = _leaves(loc, scale, (repetitions,))  # (R, *shape) each
-    eps = _noise(loc, (repetitions, num_samples), generator)  # (R, K, *shape)
-    z = leaves["loc"].unsqueeze(1) + leaves["scale"].unsqueeze(1) * eps  # (R, K, *shape)
+    eps = _noise(family, loc, (repetitions, num_samples), generator)  # (R, K, *shape)
+    z = _draw(family, leaves["loc"].unsqueeze(1), leaves["scale"].unsqueeze(1), eps)  # (R, K, *shape)
     costs = _checked_cost(cost, z)  # (R, K) or (R, K, *shape[:n])
     per_repetition = costs.reshape(*costs.shape[:2], -1).sum(-1).mean(1)  # (R,): summed cost, mean over draws
     if not per_repetition.requires_grad:  # a piecewise-constant f (a step): autograd sees f' = 0 everywhere
@@ -112,11 +123,12 @@ def score_function_gradients(
     *,
     generator: torch.Generator | None = None,
     baseline: str = "none",
+    family: str = "gaussian",
 ) -> Gradients:
-    """mean_k (f(z_k) - b) ∇θ log N(z_k; loc, scale²), z_k ~ N(loc, scale²) drawn and then detached.
+    """mean_k (f(z_k) - b) ∇θ log q(z_k; loc, scale), z_k ~ q(loc, scale) drawn and then detached.
 
     Uses ∇θ E[f] = E[f ∇θ log q] (the log-derivative trick): f itself is never differentiated, so f may be
-    discontinuous or a black box. For a scalar z the score is ∇_loc log q = ε / scale and
+    discontinuous or a black box. For a scalar Gaussian z the score is ∇_loc log q = ε / scale and
     ∇_scale log q = (ε² - 1) / scale. Since E[∇θ log q] = 0, any b that does not depend on the draws it
     multiplies keeps the estimator unbiased; a good b lowers its variance. `baseline` chooses b:
 
@@ -131,10 +143,10 @@ def score_function_gradients(
       AFTER the main draws (so the main draws are the same as with any other baseline): unbiased. All R
       repetitions share that one b*.
     """
-    loc, scale = _checked(params, baseline)
-    eps = _noise(loc, (repetitions, num_samples), generator)  # (R, K, *shape)
-    costs, scores = _costs_and_scores(cost, loc, scale, eps)  # (R, K); (R, K, *shape) each
-    b = _BASELINES[baseline](costs, loc.dim(), lambda: _pilot(cost, loc, scale, generator))  # to (R, K, *shape)
+    loc, scale = _checked(params, baseline, family)
+    eps = _noise(family, loc, (repetitions, num_samples), generator)  # (R, K, *shape)
+    costs, scores = _costs_and_scores(cost, family, loc, scale, eps)  # (R, K); (R, K, *shape) each
+    b = _BASELINES[baseline](costs, loc.dim(), lambda: _pilot(cost, family, loc, scale, generator))
     weights = _broadcast_cost(costs, loc.dim())  # (R, K, 1, ...)
     return {name: ((weights - b[name]) * s).mean(1) for name, s in scores.items()}  # (R, *shape) each
 
@@ -147,10 +159,12 @@ ESTIMATORS: dict[str, Estimator] = {"pathwise": pathwise_gradients, "score_funct
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _checked(params: Mapping[str, torch.Tensor], baseline: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """loc and scale, detached, as floating tensors of one shape; the baseline name checked."""
+def _checked(params: Mapping[str, torch.Tensor], baseline: str, family: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """loc and scale, detached, as floating tensors of one shape; the baseline and family names checked."""
     if baseline not in BASELINES:
         raise ValueError(f"Unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}.")
+    if family not in POSTERIOR_FAMILIES:
+        raise ValueError(f"{family!r} is not a posterior family; choose one of {', '.join(POSTERIOR_FAMILIES)}.")
     loc, scale = torch.as_tensor(params["loc"]).detach(), torch.as_tensor(params["scale"]).detach()
     if loc.shape != scale.shape:
         raise ValueError(f"loc and scale must have one shape; got {tuple(loc.shape)} and {tuple(scale.shape)}.")
@@ -166,9 +180,16 @@ def _leaves(loc: torch.Tensor, scale: torch.Tensor, batch: tuple[int, ...]) -> d
             for name, value in (("loc", loc), ("scale", scale))}
 
 
-def _noise(like: torch.Tensor, batch: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-    """ε ~ N(0, 1) of shape (*batch, *like.shape), from `generator` only."""
-    return torch.randn((*batch, *like.shape), generator=generator, dtype=like.dtype, device=like.device)
+def _noise(family: str, like: torch.Tensor, batch: tuple[int, ...], generator: torch.Generator | None
+           ) -> torch.Tensor:
+    """The family's base noise (ε ~ N(0, 1) for the Gaussian) of shape (*batch, *like.shape), in like's dtype,
+    from `generator` only."""
+    return FAMILIES[family].sample_base((*batch, *like.shape), generator, posterior_params(family, like, like))
+
+
+def _draw(family: str, loc: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """z = g(loc, scale, noise), differentiable in loc and scale (loc + scale ε for the Gaussian)."""
+    return FAMILIES[family].transform(posterior_params(family, loc, scale), noise)
 
 
 def _checked_cost(cost: Cost, z: torch.Tensor) -> torch.Tensor:
@@ -188,16 +209,16 @@ def _broadcast_cost(costs: torch.Tensor, dims: int) -> torch.Tensor:
 
 
 def _costs_and_scores(
-    cost: Cost, loc: torch.Tensor, scale: torch.Tensor, eps: torch.Tensor
+    cost: Cost, family: str, loc: torch.Tensor, scale: torch.Tensor, eps: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-draw cost f(z) (R, K) and per-draw score ∇θ log N(z; loc, scale²) (R, K, *shape) at z = loc + scale ε.
+    """Per-draw cost f(z) (R, K) and per-draw score ∇θ log q(z; loc, scale) (R, K, *shape) at z = g(loc, scale, ε).
 
-    z is detached (sampling blocks the gradient); the score comes from autograd through torch's log density,
-    with one leaf copy of the params per draw so that each draw keeps its own score.
+    z is detached (sampling blocks the gradient); the score comes from autograd through the family's exact log
+    density, with one leaf copy of the params per draw so that each draw keeps its own score.
     """
     leaves = _leaves(loc, scale, eps.shape[:2])  # (R, K, *shape) each
-    z = (loc + scale * eps).detach()  # (R, K, *shape)
-    log_q = Normal(leaves["loc"], leaves["scale"], validate_args=False).log_prob(z)  # (R, K, *shape)
+    z = _draw(family, loc, scale, eps).detach()  # (R, K, *shape)
+    log_q = FAMILIES[family].log_prob(z, posterior_params(family, leaves["loc"], leaves["scale"]))  # (R, K, *shape)
     scores = torch.autograd.grad(log_q.sum(), (leaves["loc"], leaves["scale"]))
     with torch.no_grad():  # f is never differentiated here: no graph through a decoder
         costs = _checked_cost(cost, z)  # (R, K)
@@ -205,10 +226,10 @@ def _costs_and_scores(
 
 
 def _pilot(
-    cost: Cost, loc: torch.Tensor, scale: torch.Tensor, generator: torch.Generator | None
+    cost: Cost, family: str, loc: torch.Tensor, scale: torch.Tensor, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Costs (1, P) and scores (1, P, *shape) of PILOT_SAMPLES fresh draws."""
-    return _costs_and_scores(cost, loc, scale, _noise(loc, (1, PILOT_SAMPLES), generator))
+    return _costs_and_scores(cost, family, loc, scale, _noise(family, loc, (1, PILOT_SAMPLES), generator))
 
 
 Pilot = Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]]

@@ -206,7 +206,45 @@ def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, 
 
 # --- the Estimators page -----------------------------------------------------------------------------------------
 
-ESTIMATOR_LABELS = {"pathwise": "pathwise (reparameterization)", "score_function": "score function (REINFORCE)"}
+# Short names for the legends, so each fits one row of a half-width chart; the page text gives the synonyms
+# (reparameterization, REINFORCE).
+ESTIMATOR_LABELS = {"pathwise": "pathwise", "score_function": "score function"}
+
+
+def log_axis(*arrays: np.ndarray) -> dict[str, Any]:
+    """Settings for a logarithmic axis over the given values, readable on a projector. plotly's own choice for
+    a range of one to a few decades labels the 2s and 5s between powers of ten in small digits that overlap;
+    instead, over at least 2.5 decades only whole decades are labelled (unlabelled minor ticks between), over
+    1 to 2.5 decades 1, 2 and 5 times each power of ten, and under one decade plotly's fully labelled ticks stay."""
+    values = np.concatenate([np.ravel(np.asarray(a, dtype=np.float64)) for a in arrays] or [np.zeros(0)])
+    values = values[np.isfinite(values) & (values > 0)]
+    # Major ticks longer than the minor ones, so the labels stand clear of every tick mark.
+    axis: dict[str, Any] = {"type": "log", "exponentformat": "e", "automargin": True, "ticks": "outside",
+                            "ticklen": 7}
+    span = float(np.log10(values.max() / values.min())) if values.size else 0.0
+    if span >= 2.5:
+        return {**axis, "dtick": 1, "minor": {"dtick": "D1", "ticks": "outside", "ticklen": 3, "showgrid": False}}
+    if span >= 1:
+        decades = range(int(np.floor(np.log10(values.min()))), int(np.ceil(np.log10(values.max()))) + 1)
+        ticks = [m * 10.0**d for d in decades for m in (1, 2, 5)]
+        return {**axis, "tickmode": "array", "tickvals": ticks, "ticktext": [_log_label(t) for t in ticks]}
+    return axis
+
+
+def _log_label(value: float) -> str:
+    """0.02, 0.5, 20 ... as plain numbers, 2e−3 and 5e+3 beyond them: plotly's own "e" style for decades."""
+    if 1e-2 <= value < 1e3:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{'+' if int(exponent) > 0 else '−'}{abs(int(exponent))}"
+
+
+def _estimator_layout(x_title: str, y_title: str, height: int) -> dict[str, Any]:
+    """Axes that grow their margins to fit their labels and titles (automargin), so no title is cut off."""
+    layout = _plain_layout(x_title, y_title, height)
+    for axis in ("xaxis", "yaxis"):
+        layout[axis]["automargin"] = True
+    return layout
 
 
 def estimates_histogram_figure(estimates: dict[str, np.ndarray], exact: float, x_title: str,
@@ -217,41 +255,51 @@ def estimates_histogram_figure(estimates: dict[str, np.ndarray], exact: float, x
     everything = np.concatenate(list(estimates.values()))
     low, high = np.percentile(everything, [0.5, 99.5])
     low, high = min(low, exact), max(high, exact)
-    figure = go.Figure(layout=_plain_layout(x_title, "density (log scale)", height))
+    edges = np.linspace(low, high, 81) if high > low else np.array([low - 0.5, low + 0.5])
+    figure = go.Figure(layout=_estimator_layout(x_title, "density (log)", height))
+    densities = []
     for name, values in estimates.items():
+        densities.append(np.histogram(values, bins=edges)[0] / (len(values) * (edges[1] - edges[0])))
         figure.add_histogram(x=values.astype(np.float32), histnorm="probability density",
                              name=f"{ESTIMATOR_LABELS[name]}, sd {np.std(values):.3g}", marker={"color": PALETTE[name]},
-                             opacity=0.55, xbins={"start": low, "end": high, "size": (high - low) / 80 or 1})
+                             opacity=0.55, xbins={"start": edges[0], "end": edges[-1], "size": edges[1] - edges[0]})
     figure.add_vline(x=exact, line={"color": "black", "width": 3, "dash": "dash"})
     figure.add_annotation(x=exact, y=0.95, yref="paper", text=" exact gradient", showarrow=False, xanchor="left",
                           font={"size": FONT_SIZE}, bgcolor="rgba(255,255,255,0.8)")
     figure.update_layout(barmode="overlay")
-    figure.update_xaxes(range=[low, high])
-    figure.update_yaxes(type="log", exponentformat="power")
+    figure.update_xaxes(range=[edges[0], edges[-1]])
+    figure.update_yaxes(**log_axis(*densities))
     return figure
 
 
 def variance_curve_figure(num_samples: np.ndarray, empirical: dict[str, np.ndarray], exact: dict[str, np.ndarray],
                           height: int = 380) -> go.Figure:
-    """Variance against K on log-log axes: points measured, lines exact (slope -1: variance / K)."""
-    figure = go.Figure(layout=_plain_layout("samples per estimate K", "variance of the estimate", height))
+    """Variance against K on log-log axes: lines exact (slope -1: variance / K), circles measured. The legend
+    names the estimators only (one row); the page says which mark is which."""
+    figure = go.Figure(layout=_estimator_layout("samples per estimate K", "variance", height))
     for name in empirical:
-        figure.add_scatter(x=num_samples, y=exact[name], mode="lines", name=f"{ESTIMATOR_LABELS[name]}, exact",
-                           line={"color": PALETTE[name], "width": 3})
-        figure.add_scatter(x=num_samples, y=empirical[name], mode="markers", name=f"{ESTIMATOR_LABELS[name]}, measured",
+        figure.add_scatter(x=num_samples, y=exact[name], mode="lines", name=ESTIMATOR_LABELS[name], legendgroup=name,
+                           line={"color": PALETTE[name], "width": 3}, hovertemplate="exact %{y:.3g}")
+        figure.add_scatter(x=num_samples, y=empirical[name], mode="markers", name=ESTIMATOR_LABELS[name],
+                           legendgroup=name, showlegend=False, hovertemplate="measured %{y:.3g}",
                            marker={"color": PALETTE[name], "size": 11, "symbol": "circle-open", "line": {"width": 3}})
-    figure.update_xaxes(type="log", dtick=np.log10(2) * 2)
-    figure.update_yaxes(type="log", exponentformat="power")
+    figure.update_xaxes(type="log", tickmode="array", tickvals=list(num_samples),
+                        ticktext=[str(k) for k in num_samples])
+    figure.update_yaxes(**log_axis(*exact.values(), *empirical.values()))
     return figure
 
 
 def tensor_variance_figure(names: list[str], variances: dict[str, np.ndarray], height: int = 380) -> go.Figure:
     """Per encoder weight tensor, the variance of each estimator's gradient estimates (log scale)."""
-    figure = go.Figure(layout=_plain_layout("encoder weight tensor", "variance per element", height))
+    figure = go.Figure(layout=_estimator_layout("encoder weight tensor", "variance per element", height))
     for name, values in variances.items():
         figure.add_bar(x=names, y=values.astype(np.float64), name=ESTIMATOR_LABELS[name],
                        marker={"color": PALETTE[name]})
-    figure.update_yaxes(type="log", exponentformat="power")
+    # Two lines per name ("encoder.0.0" over "weight"): narrow enough to stay level at projector sizes, where
+    # plotly would otherwise tilt them into each other's boxes.
+    figure.update_xaxes(tickmode="array", tickvals=names, ticktext=["<br>".join(n.rsplit(".", 1)) for n in names],
+                        title_standoff=12)
+    figure.update_yaxes(**log_axis(*variances.values()))
     figure.update_layout(barmode="group")
     return figure
 
@@ -259,7 +307,8 @@ def tensor_variance_figure(names: list[str], variances: dict[str, np.ndarray], h
 def race_elbo_figure(curves: dict[str, dict[str, np.ndarray]], height: int = 360) -> go.Figure:
     """The training ELBO of each racer (a trailing mean of the per-step values) on one chart."""
     figure = go.Figure(layout=_layout("SGD step", height))
-    figure.update_yaxes(title={"text": "training ELBO (nats per example)"})
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(title={"text": "ELBO (nats)"}, automargin=True)
     for name, train in curves.items():
         window = max(1, len(train["step"]) // 50)
         figure.add_scatter(x=train["step"], y=running_mean(train["elbo"], window).astype(np.float32), mode="lines",
@@ -271,7 +320,8 @@ def race_elbo_figure(curves: dict[str, dict[str, np.ndarray]], height: int = 360
 def race_variance_figure(probes: dict[str, dict[str, np.ndarray]], height: int = 360) -> go.Figure:
     """Each racer's encoder-gradient variance, measured along the way (log scale)."""
     figure = go.Figure(layout=_layout("SGD step", height))
-    figure.update_yaxes(title={"text": "gradient variance"}, type="log", exponentformat="power")
+    figure.update_xaxes(automargin=True)
+    figure.update_yaxes(title={"text": "gradient variance"}, **log_axis(*(p["variance"] for p in probes.values())))
     for name, probe in probes.items():
         figure.add_scatter(x=probe["step"], y=probe["variance"].astype(np.float64), mode="lines+markers",
                            name=ESTIMATOR_LABELS[name], line={"color": PALETTE[name], "width": 3},
