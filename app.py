@@ -8,17 +8,29 @@ from vae import warmup
 
 st.set_page_config(page_title="reparam-lab", page_icon=":material/school:", layout="wide")
 
-# The top bar (navigation) is about 3.75rem tall: the page starts just under it, so nothing is clipped and the
-# live charts fit a 1280x720 projector. The running indicator is hidden: with fragments refreshing twice a second
-# it would blink all the time in front of a class. Stale elements keep full opacity for the same reason.
+# Streamlit draws styles, the switch and formulas with scripts it loads on first use, a moment after the text
+# around them. So that nothing moves once it has appeared: those live in a 1 px tall box at the top of the page,
+# an eager blank cover hides the page until the style below has arrived (it removes the cover), and the page stays
+# hidden while anything on it is still loading (formulas arrived last and pushed the text down). Hidden copies of
+# every lazily drawn kind the pages use, drawn after the page, load the other scripts once it is shown, so no
+# later page or run is hidden: nothing blinks.
+# The page starts just under the top bar, so the live charts fit a 1280x720 projector. The running indicator is
+# hidden and stale elements keep full opacity: with fragments refreshing twice a second they would blink.
 STYLE = """<style>
+[data-testid='stLayoutWrapper']:has(> .st-key-app_cover) { display: none; }
 [data-testid='stMainBlockContainer'] { padding-top: 3.9rem; padding-bottom: 1rem; }
 [data-testid='stStatusWidget'] { visibility: hidden; }
 [data-stale='true'] { opacity: 1 !important; transition: none !important; }
 .st-key-presentation_mode { position: fixed; top: 0.85rem; right: 4rem; z-index: 999991; width: auto !important; }
+.st-key-app_preload { display: none; }
+[data-testid='stMainBlockContainer']:has([data-testid='stSkeleton']:not(:is(.st-key-app_chrome, .st-key-app_preload,
+  [class*='st-key-live-frame-']) *)) { opacity: 0; }
+.st-key-train_page, .st-key-train_page [data-testid='stVerticalBlock'] { gap: 0.6rem; }
+.st-key-train_page h3 { padding-top: 0; }
 .epoch-counter { font-size: 1.1rem; line-height: 1.4; }
 .epoch-counter b { font-size: 1.6rem; }
 </style>"""
+FIRST_SCREEN_SECONDS = 2.0  # about how long a browser takes to draw the first page; Start never waits for this
 # Presentation mode: everything in rem grows with the root font; plots grow in vae.figures.for_projector.
 PRESENTATION_STYLE = "<style>html { font-size: 19.5px !important; }</style>"
 
@@ -38,10 +50,18 @@ def _keep_in_url() -> None:
         st.query_params.pop("present", None)
 
 
-st.html(STYLE)
-presentation_switch()
-if presenting():
-    st.html(PRESENTATION_STYLE)
+def preload_lazy_elements() -> None:
+    """One hidden element of each light kind Streamlit draws with a script loaded on first use, that may first
+    appear after a page is shown (a click, a popover, the next page). Heavy kinds (charts, tables, code) are not
+    preloaded: they would slow the first screen, and a page that opens with one stays hidden until it is drawn."""
+    st.latex("z")
+    st.page_link("pages/train.py", label="Train")
+    st.metric("z", 0)
+    st.download_button("z", data=b"", key="preload:download")
+    st.segmented_control("z", ["z"], key="preload:segmented")
+    st.file_uploader("z", key="preload:upload")
+
+
 pages = [
     st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
@@ -49,7 +69,16 @@ pages = [
     st.Page("pages/estimators.py", title="Estimators", icon=":material/query_stats:"),
     st.Page("pages/latent.py", title="Latent space", icon=":material/explore:"),
 ]
+navigation = st.navigation(pages, position="top")  # the sidebar would take a third of a projector
+with st.container(height=1, border=False, key="app_chrome"):
+    presentation_switch()
+    st.markdown(STYLE + (PRESENTATION_STYLE if presenting() else ""), unsafe_allow_html=True)
+st.container(height=2000, border=False, key="app_cover")
 try:
-    st.navigation(pages, position="top").run()  # the sidebar would take a third of a projector
+    navigation.run()
 finally:
-    warmup.start()  # torch, scipy, sklearn and the first optimiser, in the background, after the first page
+    if st.session_state.setdefault("app:first_run_done", False):  # not with the first screen: it loads first
+        with st.container(key="app_preload"):
+            preload_lazy_elements()
+    st.session_state["app:first_run_done"] = True
+    warmup.start(delay=FIRST_SCREEN_SECONDS)  # torch, scipy, sklearn, the first optimiser: once the page is drawn

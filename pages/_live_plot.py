@@ -10,6 +10,7 @@ from pathlib import Path
 import plotly
 import plotly.graph_objects as go
 import pooch
+import streamlit as st
 import streamlit.components.v1 as components
 
 _SOURCE = Path(__file__).with_name("_live_plot") / "index.html"
@@ -32,5 +33,10 @@ _component = components.declare_component("live_plot", path=str(_build_component
 
 
 def live_plotly_chart(figure: go.Figure, key: str, height: int = 380) -> None:
-    """Draw `figure`; later calls with the same key update the same chart in place."""
-    _component(figure=figure.to_json(), height=height, key=key, default=None)
+    """Draw `figure`; later calls with the same key update the same chart in place.
+
+    The chart sits in a box of its final height from the start: the browser shows a small placeholder until
+    plotly.js has loaded in the chart's frame, and nothing around it may move when the chart replaces it (the app
+    also does not hide the page for this placeholder, see app.py)."""
+    with st.container(height=height, border=False, key=f"live-frame-{key}"):
+        _component(figure=figure.to_json(), height=height, key=key, default=None)

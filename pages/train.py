@@ -27,6 +27,7 @@ from vae.config import (
     POSTERIOR_FAMILIES,
     POSTERIOR_LABELS,
     PRESET_LABELS,
+    PRETRAINED_DIR,
     TrainConfig,
     preset_config,
     reference_test_loss,
@@ -47,9 +48,6 @@ SETTINGS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed
 BUNDLED_RUN = "digits"  # the run the page opens on
 CHART_HEIGHT = 250  # two charts, the controls and the pictures on one 1280x720 screen
 PICTURE_TILE = 32
-# Tighter vertical gaps than Streamlit's 1rem: the whole run fits one projector screen.
-PAGE_STYLE = """<style>[data-testid='stMainBlockContainer'] [data-testid='stVerticalBlock'] { gap: 0.6rem; }
-[data-testid='stMainBlockContainer'] h3 { padding-top: 0; }</style>"""
 
 
 def key(name: str) -> str:
@@ -298,19 +296,27 @@ def show_pictures(reconstructions: np.ndarray, samples: np.ndarray) -> None:
 
 
 def download(job: TrainingJob | None) -> None:
-    if job is not None and not presenting():
-        st.download_button("Download checkpoint (.safetensors)", data=job.checkpoint, file_name="vae.safetensors",
-                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+    """The checkpoint of the run on screen: the live one, or the bundled one before anything trains."""
+    if presenting():
+        return
+    data, name = (job.checkpoint, "vae.safetensors") if job else (bundled_checkpoint_path().read_bytes,
+                                                                     f"{BUNDLED_RUN}-bundled.safetensors")
+    st.download_button("Download checkpoint (.safetensors)", data=data, file_name=name,
+                       mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 
 
-st.html(PAGE_STYLE)
-st.markdown("### Train a VAE")
-if not presenting():
-    st.markdown(f"Press **Start**: the {coloured('elbo', 'ELBO')} climbs as the "
-                f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises and the "
-                f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) pays for what z carries (nats per example).",
-                unsafe_allow_html=True)
-settings()
-controls(current_job())
-live_view()
-download(current_job())
+def bundled_checkpoint_path():
+    return PRETRAINED_DIR / f"{BUNDLED_RUN}.safetensors"
+
+
+with st.container(key="train_page"):  # app.py's style gives it tighter gaps: one run on one projector screen
+    st.markdown("### Train a VAE")
+    if not presenting():
+        st.markdown(f"Press **Start**: the {coloured('elbo', 'ELBO')} climbs as the "
+                    f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises and the "
+                    f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) pays for what z carries (nats per example).",
+                    unsafe_allow_html=True)
+    settings()
+    controls(current_job())
+    live_view()
+    download(current_job())

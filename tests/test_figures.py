@@ -33,19 +33,39 @@ def test_training_curves_show_raw_and_smoothed_terms_in_their_colours():
              "grad_norm": np.ones(200)}
     figure = training_curves_figure(train)
     assert len(figure.data) == 6  # per term: faint raw values, bold running mean
-    bold = [t for t in figure.data if t.line.width == 3]
-    assert [t.name for t in bold] == list(ELBO_LABELS.values())
-    assert [t.line.color for t in bold] == [PALETTE["elbo"], PALETTE["reconstruction"], PALETTE["kl"]]
-    np.testing.assert_allclose(bold[0].y, running_mean(-steps / 10.0, 4), rtol=1e-6)
+    bold = {t.name: t for t in figure.data if t.line.width == 3}
+    assert sorted(bold) == sorted(ELBO_LABELS.values())
+    assert {name: t.line.color for name, t in bold.items()} == {label: PALETTE[key] for key, label in
+                                                                 ELBO_LABELS.items()}
+    np.testing.assert_allclose(bold["ELBO"].y, running_mean(-steps / 10.0, 4), rtol=1e-6)
     assert figure.layout.uirevision  # the user's zoom survives data updates
 
 
 def test_held_out_reference_is_drawn_as_minus_the_published_loss():
     figure = held_out_figure([EpochMetrics(1, -110.0, -90.0, 20.0)], reference_loss=(127.3, 115.8))
     reference = figure.data[-1]
-    assert reference.name == REFERENCE_LABEL and reference.line.dash == "dash"
+    assert reference.name == REFERENCE_LABEL and reference.line.dash == "dot"
     np.testing.assert_allclose(reference.y, [-127.3, -115.8], rtol=1e-6)
-    assert [t.name for t in held_out_figure([]).data] == list(ELBO_LABELS.values())
+    assert sorted(t.name for t in held_out_figure([]).data) == sorted(ELBO_LABELS.values())
+
+
+@pytest.mark.parametrize("draw", ["per step", "per epoch"])
+def test_the_elbo_stays_visible_where_a_large_beta_makes_it_equal_the_reconstruction(draw):
+    """With beta = 4 the KL is squeezed to ~0 and ELBO = reconstruction - KL lies exactly under the
+    reconstruction: the reconstruction must be drawn after it, dashed, so the ELBO shows between the dashes."""
+    steps = np.arange(1, 51)
+    if draw == "per step":
+        figure = training_curves_figure({"step": steps, "elbo": -steps / 5.0, "reconstruction": -steps / 5.0,
+                                         "kl": np.zeros(50)})
+    else:
+        figure = held_out_figure([EpochMetrics(e, -30.0 + e, -30.0 + e, 0.0) for e in range(1, 6)])
+    bold = [t for t in figure.data if t.line.width == 3 and t.showlegend is not False]
+    order = [t.name for t in bold]
+    elbo, reconstruction = bold[order.index("ELBO")], bold[order.index("reconstruction")]
+    assert order.index("reconstruction") > order.index("ELBO")  # drawn on top
+    assert reconstruction.line.dash not in (None, "solid") and elbo.line.dash in (None, "solid")
+    legend = sorted(bold, key=lambda t: t.legendrank)  # the legend still reads ELBO, reconstruction, KL
+    assert [t.name for t in legend] == list(ELBO_LABELS.values())
 
 
 def test_figures_are_projector_readable():

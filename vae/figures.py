@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from vae.job import EpochMetrics
+from vae.metrics import EpochMetrics
 
 # Okabe-Ito, a colour-blind-safe palette; the same quantity has the same colour on every page and in the text.
 PALETTE = {
@@ -33,7 +33,7 @@ REFERENCE_LABEL = "published (pytorch/examples)"
 FONT_SIZE = 16
 
 
-PROJECTOR_SCALE = 1.3  # presentation mode: text and lines this much larger
+PROJECTOR_SCALE = 1.2  # presentation mode: text and lines this much larger
 
 
 def for_projector(figure: go.Figure, scale: float = PROJECTOR_SCALE) -> go.Figure:
@@ -51,6 +51,10 @@ def for_projector(figure: go.Figure, scale: float = PROJECTOR_SCALE) -> go.Figur
     layout.legend.font.size = grow(layout.legend.font.size, FONT_SIZE)
     for annotation in layout.annotations:
         annotation.font.size = grow(annotation.font.size, FONT_SIZE)
+    margin = layout.margin
+    for side in ("l", "r", "t", "b"):
+        if getattr(margin, side) is not None:
+            setattr(margin, side, round(getattr(margin, side) * scale))
     for trace in figure.data:
         if "line" in trace and trace.line.width:
             trace.line.width = grow(trace.line.width, 2)
@@ -80,18 +84,35 @@ def _layout(x_title: str, height: int) -> dict[str, Any]:
     }
 
 
+# Drawn in this order: the dashed reconstruction goes over the ELBO, so where the two coincide (a large β
+# squeezes the KL to zero and ELBO = reconstruction - KL) the ELBO still shows between the dashes.
+ELBO_DRAWING_ORDER = ("kl", "elbo", "reconstruction")
+ELBO_DASHES = {"elbo": "solid", "reconstruction": "dash", "kl": "solid"}
+
+
+def _elbo_layout(x_title: str, height: int) -> dict[str, Any]:
+    layout = _layout(x_title, height)
+    # The legend across the whole figure, in one row even in a third of a 1280 px screen.
+    layout["legend"].update(itemwidth=30, x=-0.1, tracegroupgap=0)
+    return layout
+
+
+def _elbo_line(key: str, width: float) -> dict[str, Any]:
+    return {"color": PALETTE[key], "width": width, "dash": ELBO_DASHES[key]}
+
+
 def training_curves_figure(train: dict[str, np.ndarray], height: int = 360) -> go.Figure:
     """Per-step training ELBO terms: faint raw values under a bold trailing mean."""
     steps = train["step"]
     window = max(1, len(steps) // 50)
-    figure = go.Figure(layout=_layout("SGD step", height))
-    for key, label in ELBO_LABELS.items():
+    figure = go.Figure(layout=_elbo_layout("SGD step", height))
+    for key in ELBO_DRAWING_ORDER:
         values = np.asarray(train[key], dtype=np.float32)
         figure.add_scatter(x=steps, y=values, mode="lines", line={"color": PALETTE[key], "width": 1}, opacity=0.3,
-                           name=label, legendgroup=key, showlegend=False, hoverinfo="skip")
+                           name=ELBO_LABELS[key], legendgroup=key, showlegend=False, hoverinfo="skip")
         figure.add_scatter(x=steps, y=running_mean(values, window).astype(np.float32), mode="lines",
-                           line={"color": PALETTE[key], "width": 3}, name=label, legendgroup=key,
-                           hovertemplate="%{y:.2f}")
+                           line=_elbo_line(key, 3), name=ELBO_LABELS[key], legendgroup=key,
+                           legendrank=list(ELBO_LABELS).index(key), hovertemplate="%{y:.2f}")
     return figure
 
 
@@ -99,16 +120,17 @@ def held_out_figure(
     held_out: Sequence[EpochMetrics], reference_loss: Sequence[float] | None = None, height: int = 360
 ) -> go.Figure:
     """Held-out ELBO terms per epoch; the published run as a dashed line (its test loss is -ELBO)."""
-    figure = go.Figure(layout=_layout("epoch", height))
+    figure = go.Figure(layout=_elbo_layout("epoch", height))
     epochs = np.array([m.epoch for m in held_out])
-    for key, label in ELBO_LABELS.items():
+    markers = {"size": 7 if len(epochs) <= 30 else 4}  # many epochs: markers would merge into a thick band
+    for key in ELBO_DRAWING_ORDER:
         values = np.array([getattr(m, key) for m in held_out], dtype=np.float32)
-        figure.add_scatter(x=epochs, y=values, mode="lines+markers", name=label, hovertemplate="%{y:.2f}",
-                           line={"color": PALETTE[key], "width": 3}, marker={"size": 7})
+        figure.add_scatter(x=epochs, y=values, mode="lines+markers", name=ELBO_LABELS[key], hovertemplate="%{y:.2f}",
+                           line=_elbo_line(key, 3), marker=markers, legendrank=list(ELBO_LABELS).index(key))
     if reference_loss:
         figure.add_scatter(x=np.arange(1, len(reference_loss) + 1), y=-np.asarray(reference_loss, dtype=np.float32),
                            mode="lines", name=REFERENCE_LABEL, hovertemplate="%{y:.1f}",
-                           line={"color": PALETTE["reference"], "width": 3, "dash": "dash"})
+                           line={"color": PALETTE["reference"], "width": 3, "dash": "dot"})
     figure.update_xaxes(rangemode="tozero", tickformat="d")
     return figure
 

@@ -7,25 +7,31 @@ first action that needs torch (Start) waits for it only if it has not finished.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 
 _lock = threading.Lock()
+_hurry = threading.Event()  # set by `wait`: someone needs torch now, skip the rest of the delay
 _done = threading.Event()
 _thread: threading.Thread | None = None
 _cuda_available: bool | None = None
 
 
-def start() -> None:
-    """Begin warming up, once per process; returns at once."""
+def start(delay: float = 0.0) -> None:
+    """Begin warming up in `delay` seconds (once per process); returns at once. The delay leaves the CPU to the
+    browser while it draws the first page: the import holds Python's lock, and the server needs it to send the
+    page's scripts."""
     global _thread
     with _lock:
         if _thread is None:
-            _thread = threading.Thread(target=_warm_up, name="reparam-lab warm-up", daemon=True)
+            _thread = threading.Thread(target=_warm_up, args=(delay,), name="reparam-lab warm-up", daemon=True)
             _thread.start()
 
 
 def wait(timeout: float | None = None) -> bool:
-    """Block until the warm-up has finished (starting it if needed); True when it has."""
+    """Block until the warm-up has finished (starting it now if it has not started); True when it has."""
+    _hurry.set()
     start()
     return _done.wait(timeout)
 
@@ -39,8 +45,10 @@ def cuda_available() -> bool | None:
     return _cuda_available
 
 
-def _warm_up() -> None:
+def _warm_up(delay: float) -> None:
     global _cuda_available
+    _hurry.wait(delay)
+    _lower_priority()
     try:
         import torch
 
@@ -53,3 +61,9 @@ def _warm_up() -> None:
         load_digits_dataset()
     finally:
         _done.set()  # a failure here resurfaces, with its own message, where the module is used
+
+
+def _lower_priority() -> None:
+    """Give the CPU to the browser drawing the first page: on Linux a thread has its own nice value."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
