@@ -3,7 +3,7 @@
 import pandas  # noqa: F401  - imported before any session starts: plotly can hit a half-imported pandas
 import streamlit as st
 
-from pages._session import PRESENTING_KEY, presenting
+from pages._session import PRESENTING_KEY, presenting, wait_for_torch
 from vae import warmup
 
 st.set_page_config(page_title="reparam-lab", page_icon=":material/school:", layout="wide")
@@ -64,7 +64,7 @@ def preload_lazy_elements() -> None:
 
 pages = [
     st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    TRAIN_PAGE := st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/reparameterization.py", title="Reparameterization", icon=":material/shuffle:"),
     st.Page("pages/estimators.py", title="Estimators", icon=":material/query_stats:"),
     st.Page("pages/latent.py", title="Latent space", icon=":material/explore:"),
@@ -74,6 +74,8 @@ with st.container(height=1, border=False, key="app_chrome"):
     presentation_switch()
     st.markdown(STYLE + (PRESENTATION_STYLE if presenting() else ""), unsafe_allow_html=True)
 st.container(height=2000, border=False, key="app_cover")
+if navigation.url_path != TRAIN_PAGE.url_path:
+    wait_for_torch()  # the other pages import torch; the Train page draws its first screen without it
 try:
     navigation.run()
 finally:

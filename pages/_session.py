@@ -85,6 +85,14 @@ def show_figure(figure: go.Figure, key: str, **options) -> Any:
     return st.plotly_chart(figure, key=key, theme=None, **options)
 
 
+def wait_for_torch() -> None:
+    """Call before anything that may import torch, scipy or scikit-learn: the background warm-up imports them,
+    and importing torch from two threads at once can hand one of them a half-initialised module."""
+    if not warmup.is_ready():
+        with st.spinner("Getting PyTorch ready (only the first time)…"):
+            warmup.wait()
+
+
 def current_job() -> TrainingJob | None:
     """The session's job: it lives in session_state, so switching pages never stops it."""
     return st.session_state.get(JOB_KEY)
@@ -103,9 +111,7 @@ def start_new_job(config: TrainConfig, dataset: Dataset, paused: bool = False) -
 def start_jobs(configs: dict[str, TrainConfig], dataset: Dataset, replacing: Iterable[TrainingJob] = (),
                paused: bool = False, **job_options) -> dict[str, TrainingJob] | None:
     """Stop `replacing` (freeing their slots), then start one job per config; all or none."""
-    if not warmup.is_ready():
-        with st.spinner("Getting PyTorch ready (only the first time)…"):
-            warmup.wait()
+    wait_for_torch()
     from vae.job import JobLimitError, TrainingJob
 
     for job in replacing:

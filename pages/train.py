@@ -19,6 +19,7 @@ from pages._session import (
     remembered,
     show_images,
     start_new_job,
+    wait_for_torch,
 )
 from vae import warmup
 from vae.config import (
@@ -172,6 +173,7 @@ def chosen_dataset() -> Dataset | None:
 
 def start() -> bool:
     """Start a new job from the settings; False (with a sentence in the page) when the data is refused."""
+    wait_for_torch()  # loading the data may import scikit-learn
     dataset = chosen_dataset()
     return dataset is not None and start_new_job(config_from_widgets(), dataset) is not None
 

@@ -84,3 +84,23 @@ def test_a_bad_upload_is_refused_in_a_sentence(app, tmp_path):
     assert not app.exception
     assert any("Choose a .npz file" in w.value for w in app.warning)
     assert "training_job" not in app.session_state
+
+
+def test_start_waits_for_the_warm_up_before_loading_anything(monkeypatch):
+    """The warm-up thread imports torch, scipy and scikit-learn; the Start path loads the data (scikit-learn) and
+    builds the model. Doing that while the warm-up is importing handed the page a half-initialised torch module."""
+    import pages._session as session
+    from vae import warmup
+
+    calls = []
+    real_load = session.load_dataset
+    monkeypatch.setattr(warmup, "is_ready", lambda: False)
+    monkeypatch.setattr(warmup, "wait", lambda timeout=None: calls.append("wait") or True)
+    monkeypatch.setattr(session, "load_dataset", lambda *a, **k: calls.append("load") or real_load(*a, **k))
+    at = open_app_page()
+    at.session_state["train:epochs"] = 1
+    button(at, "Start").click().run()
+    job = at.session_state["training_job"]
+    job.stop()
+    job.join(timeout=10)
+    assert calls and calls[0] == "wait", calls

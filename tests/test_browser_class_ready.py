@@ -215,5 +215,6 @@ def test_nothing_moves_after_it_first_appears(path, formulas):
         page.wait_for_function("document.fonts.status === 'loaded'")
         page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         first, now = page.evaluate("window.firstSeen"), page.evaluate(NOW, TEXT)
+        assert page.locator("[data-testid='stException']").count() == 0
     moved = {text: (first[text], now[text]) for text in first if text in now and abs(first[text] - now[text]) > 1}
     assert moved == {}

@@ -7,8 +7,6 @@ first action that needs torch (Start) waits for it only if it has not finished.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 
 _lock = threading.Lock()
@@ -48,7 +46,6 @@ def cuda_available() -> bool | None:
 def _warm_up(delay: float) -> None:
     global _cuda_available
     _hurry.wait(delay)
-    _lower_priority()
     try:
         import torch
 
@@ -62,8 +59,3 @@ def _warm_up(delay: float) -> None:
     finally:
         _done.set()  # a failure here resurfaces, with its own message, where the module is used
 
-
-def _lower_priority() -> None:
-    """Give the CPU to the browser drawing the first page: on Linux a thread has its own nice value."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
