@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import vae.job as job_module
+import vae.trainer as trainer_module
 from vae.job import JobLimitError, JobStatus, MetricHistory, TrainingJob
 
 
@@ -69,14 +70,14 @@ def test_same_seed_same_curve_even_with_jobs_in_parallel(small_digits, small_con
 
 def test_nan_loss_pauses_on_the_last_good_weights(small_digits, small_config, monkeypatch):
     calls = {"n": 0}
-    real_loss = job_module.training_loss
+    real_loss = trainer_module.training_loss
 
     def loss_that_breaks_at_step_15(terms, beta):
         calls["n"] += 1
         loss = real_loss(terms, beta)
         return loss * float("nan") if calls["n"] >= 15 else loss
 
-    monkeypatch.setattr(job_module, "training_loss", loss_that_breaks_at_step_15)
+    monkeypatch.setattr(trainer_module, "training_loss", loss_that_breaks_at_step_15)
     job = TrainingJob(small_config.replace(epochs=100), small_digits, sync_every=4)
     job.start()
     snap = job.wait_until(lambda s: s.diverged)
@@ -88,7 +89,7 @@ def test_nan_loss_pauses_on_the_last_good_weights(small_digits, small_config, mo
     assert all(torch.isfinite(t).all() for t in weights.values())
 
     # The restored weights are exactly those of an unbroken run after 12 steps.
-    monkeypatch.setattr(job_module, "training_loss", real_loss)
+    monkeypatch.setattr(trainer_module, "training_loss", real_loss)
     reference = TrainingJob(small_config.replace(epochs=100), small_digits)
     reference.step(12)
     reference.wait_until(lambda s: s.step == 12)
@@ -155,14 +156,3 @@ def test_dropping_the_job_stops_its_thread(small_digits, small_config):
     gc.collect()
     thread.join(timeout=10)
     assert not thread.is_alive()
-
-
-def test_kl_warm_up_ramps_beta(small_digits, small_config):
-    job = TrainingJob(small_config.replace(kl_warmup_epochs=2), small_digits)
-    worker = job._worker
-    worker._step = 0
-    assert worker._beta() == 0.0
-    worker._step = worker.steps_per_epoch
-    assert worker._beta() == pytest.approx(0.5)
-    worker._step = 10 * worker.steps_per_epoch
-    assert worker._beta() == 1.0

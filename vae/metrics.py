@@ -3,6 +3,8 @@ metrics, and the snapshot a UI polls. The Train page's first screen draws from t
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -102,3 +104,71 @@ class JobSnapshot:
         if self.status == JobStatus.RUNNING and self.steps_per_second:
             parts.append(f"{self.steps_per_second:,.0f} steps/s")
         return " · ".join(parts)
+
+
+class RunPublisher:
+    """What a run shows other threads, behind one lock: status, the per-step history, held-out metrics and the
+    speed. The training thread writes it; any thread takes a consistent `snapshot`."""
+
+    def __init__(self, config: TrainConfig, steps_per_epoch: int, device: str, history_capacity: int = 4000) -> None:
+        self.config, self.steps_per_epoch, self.device = config, steps_per_epoch, device
+        self.lock = threading.Lock()
+        self.status, self.message, self.diverged = JobStatus.IDLE, "", False
+        self.learning_rate = config.lr
+        self.step = 0
+        self.history = MetricHistory(TRAIN_METRICS, history_capacity)
+        self.variance_history = MetricHistory(("variance",), history_capacity)
+        self.held_out: list[EpochMetrics] = []
+        self._steps_per_second = 0.0
+        self._clock = (time.perf_counter(), 0)
+
+    def set_status(self, status: JobStatus, message: str = "", diverged: bool = False) -> None:
+        with self.lock:
+            self.status, self.message, self.diverged = status, message, diverged
+            if status == JobStatus.RUNNING:
+                self._clock = (time.perf_counter(), self.step)  # the speed counts running time only
+
+    def publish_steps(self, first_step: int, rows: np.ndarray) -> None:
+        """Rows (n, len(TRAIN_METRICS)) for steps first_step .. first_step + n - 1."""
+        now = time.perf_counter()
+        with self.lock:
+            self.history.extend(first_step, rows)
+            self.step = first_step + len(rows) - 1
+            started, step_then = self._clock
+            if now > started and self.step > step_then:
+                rate = (self.step - step_then) / (now - started)
+                # Smoothed: one slow interval (an evaluation, a busy server) should not make the figure jump.
+                previous = self._steps_per_second
+                self._steps_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate
+            self._clock = (now, self.step)
+
+    def publish_epoch(self, elbo: float, reconstruction: float, kl: float) -> None:
+        with self.lock:
+            self.held_out.append(EpochMetrics(len(self.held_out) + 1, elbo, reconstruction, kl))
+
+    def publish_variance(self, step: int, variance: float) -> None:
+        with self.lock:
+            self.variance_history.extend(step, np.array([[variance]]))
+
+    def rewind(self, good_step: int, message: str) -> None:
+        """Forget what came after `good_step` and say why the run paused."""
+        with self.lock:
+            self.history.truncate(good_step)
+            self.variance_history.truncate(good_step)
+            self.step = good_step
+            self.status, self.message, self.diverged = JobStatus.PAUSED, message, True
+
+    @property
+    def epochs_done(self) -> int:
+        with self.lock:
+            return len(self.held_out)
+
+    def snapshot(self) -> JobSnapshot:
+        with self.lock:
+            return JobSnapshot(
+                status=self.status, message=self.message, step=self.step, epoch=len(self.held_out),
+                epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
+                steps_per_second=self._steps_per_second, device=self.device, train=self.history.arrays(),
+                gradient_variance=self.variance_history.arrays(), held_out=tuple(self.held_out), config=self.config,
+                learning_rate=self.learning_rate, diverged=self.diverged,
+            )
