@@ -10,6 +10,15 @@ from vae.config import ModelConfig, TrainConfig
 from vae.data import Dataset, load_digits_dataset
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests (a server and Chromium each) are `browser` and `slow`: `pytest -m "not slow"` is the quick
+    loop while developing; CI runs everything."""
+    for item in items:
+        if item.path.name.startswith("test_browser_"):
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def digits() -> Dataset:
     return load_digits_dataset()

@@ -113,5 +113,18 @@ def test_every_posterior_family_trains_and_improves_the_held_out_elbo(family, di
 
 
 def test_prior_samples_follow_the_posterior_family():
+    """p(z) is the posterior's family at loc 0, scale 1: a Laplace model's prior draws are Laplace, not Gaussian,
+    and its samples are the decoder's means at exactly those draws."""
+    from scipy import stats
+
+    from vae.families import posterior_rsample
+
     model = build_model(ModelConfig(hidden_sizes=(16,), latent_dim=2, posterior="laplace"), seed=0)
-    assert sample_prior(model, 4, seed=1).shape == (4, 64)
+    zeros = torch.zeros(4000, 2)
+    z = posterior_rsample("laplace", zeros, torch.ones_like(zeros), torch.Generator().manual_seed(1)).flatten()
+    assert stats.kstest(z.numpy(), stats.laplace.cdf).pvalue > 1e-3
+    assert stats.kstest(z.numpy(), stats.norm.cdf).pvalue < 1e-6
+    first = posterior_rsample("laplace", zeros[:4], torch.ones(4, 2), torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.mean_image(model.decode(first))
+    torch.testing.assert_close(sample_prior(model, 4, seed=1), expected)

@@ -27,6 +27,7 @@ def test_readme_gives_the_command_that_made_each(name):
     assert command in README.read_text()
 
 
+@pytest.mark.slow
 def test_the_readme_command_reproduces_the_digits_checkpoint(tmp_path):
     out = tmp_path / "digits.safetensors"
     command = re.search(r"python -m vae train (--preset digits --out \S+)", README.read_text()).group(1)
