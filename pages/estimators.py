@@ -11,9 +11,9 @@ import torch
 
 from pages._live_plot import live_plotly_chart
 from pages._session import ModelChoice, cached_dataset, choose_model, presenting, show_figure, start_jobs
+from vae.baselines import BASELINES
 from vae.config import preset_config
 from vae.encoder_gradients import encoder_noise_comparison
-from vae.estimators import BASELINES, COSTS
 from vae.families import FAMILIES
 from vae.figures import (
     coloured,
@@ -24,6 +24,7 @@ from vae.figures import (
     tensor_variance_figure,
     variance_curve_figure,
 )
+from vae.toy_costs import COSTS
 from vae.variance_lab import (
     PARAMETERS,
     TIMED_DRAWS,

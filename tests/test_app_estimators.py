@@ -8,9 +8,9 @@ from streamlit.testing.v1 import AppTest
 from pages._session import JOB_KEY
 from tests.conftest import open_app_page
 from vae.config import POSTERIOR_FAMILIES, ModelConfig, TrainConfig
-from vae.estimators import COSTS
 from vae.families import FAMILIES
 from vae.job import JobStatus, TrainingJob
+from vae.toy_costs import COSTS
 from vae.variance_lab import ToySetting, exact_single_sample_variance
 
 

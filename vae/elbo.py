@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.families import FAMILIES, posterior_kl, posterior_params, posterior_rsample
+from vae.estimators import score_function_surrogate
+from vae.families import FAMILIES, posterior_params, posterior_rsample
+from vae.kl import posterior_kl
 from vae.model import VAE
 
 
@@ -16,7 +18,7 @@ class ElboTerms:
 
     reconstruction: torch.Tensor  # single-sample Monte Carlo estimate of E_q[log p(x|z)]
     kl: torch.Tensor  # KL(q(z|x) || p(z)): analytic for Gaussian and Laplace posteriors, else Monte Carlo
-    score_surrogate: torch.Tensor | None = None  # (f(z) - b) log q(z|x): its gradient is the REINFORCE estimate
+    score_surrogate: torch.Tensor | None = None  # (log p(x|z) - b) log q(z|x): its gradient is the REINFORCE estimate
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -46,7 +48,7 @@ def elbo_terms(
     surrogate = None
     if encoder_gradient == "score_function":
         log_q = FAMILIES[family].log_prob(z, posterior_params(family, loc, scale)).sum(-1)  # (B,)
-        surrogate = (reconstruction.detach() - baseline) * log_q
+        surrogate = score_function_surrogate(log_q, reconstruction, baseline)  # (B,)
     return ElboTerms(reconstruction, posterior_kl(family, loc, scale, z), surrogate)
 
 

@@ -6,9 +6,12 @@ deterministic, differentiable function of the params and of noise whose law does
 * location-scale: z = loc + scale * eps with eps from the standard member (Gaussian, Laplace, Student-t);
 * inverse CDF: z = F^{-1}(u; params) with u ~ Uniform(0, 1) (Logistic, Cauchy, Rayleigh, Pareto).
 
-Each family is a frozen dataclass in `FAMILIES`, keyed by a lowercase name. Every method takes `params`, a mapping
-from parameter names (`loc`, `scale`, `df`, `alpha`) to floats or tensors; missing names take the slider default.
-Tensor params broadcast against the noise, so per-example posteriors (B, K) work as well as scalars.
+Each family is a frozen dataclass in `FAMILIES`, keyed by a lowercase name. Only the transform g is written here
+by hand, because it is what the Reparameterization page teaches; each row names the same law as a
+torch.distributions class (densities, CDFs, `icdf`, `kl_divergence`) and as a scipy.stats law (quantiles and
+expectations for tests and plots). Every method takes `params`, a mapping from parameter names (`loc`, `scale`,
+`df`, `alpha`: torch's own names) to floats or tensors; missing names take the slider default. Tensor params
+broadcast against the noise, so per-example posteriors (B, K) work as well as scalars.
 
 Randomness comes only from the `torch.Generator` passed in (`generator=None` means torch's default generator, as
 in `torch.randn`): a training thread with its own generator repeats exactly and never touches the global RNG.
@@ -17,7 +20,7 @@ in `torch.randn`): a training thread with its own generator repeats exactly and 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,17 +39,17 @@ from torch.distributions import (
     TransformedDistribution,
     Uniform,
     Weibull,
-    kl_divergence,
 )
 
 # The config names the posterior families; this module implements them.
-from vae.config import ANALYTIC_KL_FAMILIES, POSTERIOR_FAMILIES
+from vae.config import POSTERIOR_FAMILIES
 
 Kind = Literal["location-scale", "inverse-CDF"]
 Params = Mapping[str, torch.Tensor | float]
 Shape = Sequence[int] | torch.Size | int
 ScipyDist = Any  # a frozen scipy.stats distribution (scipy has no public name for its type)
-
+TorchLaw = Callable[..., Distribution]  # the family's params as keywords (+ validate_args) -> a torch law
+ScipyLaw = Callable[..., ScipyDist]  # the family's params as keywords -> a frozen scipy.stats law
 
 @dataclass(frozen=True)
 class Param:
@@ -117,10 +120,12 @@ def _numpy(value: torch.Tensor | float) -> np.ndarray | float:
 
 @dataclass(frozen=True)
 class Family:
-    """A reparameterizable family: base noise, the transform g, its exact density/CDF and dz/dparams.
+    """A reparameterizable family: base noise, the transform g, its exact law (torch and scipy) and dz/dparams.
 
     `base` describes the noise in words, `formula` the transform in LaTeX, `derivative_formulas` the partial
     derivatives dz/dparam in LaTeX (what backpropagation multiplies by, sec. "graph after" of the lecture).
+    `torch_law` and `scipy_law` take the params by their names here (a torch class or scipy law whose keywords
+    already match, else a small adapter below).
     """
 
     name: str
@@ -128,7 +133,9 @@ class Family:
     kind: Kind
     base: str
     formula: str
-    derivative_formulas: tuple[str, ...] = ()
+    derivative_formulas: tuple[str, ...]
+    torch_law: TorchLaw
+    scipy_law: ScipyLaw
 
     # -- parameters ------------------------------------------------------------------------------------------
     @property
@@ -152,7 +159,7 @@ class Family:
             raise KeyError(f"{self.name} has no parameter(s) {sorted(unknown)}; it has {list(self.defaults)}")
         return {**self.defaults, **params}
 
-    # -- sampling --------------------------------------------------------------------------------------------
+    # -- sampling: what the lecture teaches, written by hand -----------------------------------------------------
     def sample_base(
         self, shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
     ) -> torch.Tensor:
@@ -168,25 +175,36 @@ class Family:
         return self.transform(params, self.sample_base(shape, generator, params))
 
     def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Analytic dz/dparam at the given noise, one entry per reparameterized param, each of z's shape."""
+        """Analytic dz/dparam at the given noise, one entry per reparameterized param, each of z's shape: the code
+        of `derivative_formulas`, which the tests hold against autograd."""
         raise NotImplementedError
 
-    # -- exact law -------------------------------------------------------------------------------------------
-    def torch_dist(self, params: Params) -> Distribution | None:
-        """The same law as a torch.distributions object (has `rsample`), or None where torch lacks it."""
-        return None
+    # -- exact law: the libraries' ---------------------------------------------------------------------------
+    def torch_dist(self, params: Params) -> Distribution:
+        """The same law as a torch.distributions object (with `rsample`, `icdf` and `kl_divergence` where torch
+        has them); argument validation off, since it syncs with the device on every call."""
+        return self.torch_law(**self.resolve(params), validate_args=False)
 
     def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
         """The frozen scipy.stats distribution with the same parameterisation (tests and plots)."""
-        raise NotImplementedError
+        return self.scipy_law(**self.resolve(params))
 
     def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
         """log q(z; params), exact; -inf outside the support."""
-        return self._torch(params, z).log_prob(z)
+        inside, safe = self._support(z, params)
+        log_prob = self._torch(params, z).log_prob(safe)
+        return log_prob if inside is None else torch.where(inside, log_prob, -math.inf)
 
     def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
         """F(z; params) = P(Z <= z), exact."""
-        return self._torch(params, z).cdf(z)
+        inside, safe = self._support(z, params)
+        cdf = self._torch(params, z).cdf(safe)
+        return cdf if inside is None else torch.where(inside, cdf, 0.0)
+
+    def _support(self, z: torch.Tensor, params: Params) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Where z lies on the support (None: the whole line), and z moved onto it: torch's formulas take no
+        argument checks, so off the support they would give nonsense (or NaN gradients through the mask)."""
+        return None, z
 
     def _torch(self, params: Params, like: torch.Tensor) -> Distribution:
         p = self.resolve(params)
@@ -219,7 +237,7 @@ class _LocationScale(Family):
 
 
 @dataclass(frozen=True)
-class Gaussian(_LocationScale):
+class GaussianFamily(_LocationScale):
     """z = mu + sigma * eps, eps ~ N(0, 1): the lecture's running example."""
 
     def sample_base(
@@ -228,36 +246,17 @@ class Gaussian(_LocationScale):
         dtype, device = _dtype_device(params)
         return torch.randn(_shape(shape), generator=generator, dtype=dtype, device=device)
 
-    def torch_dist(self, params: Params) -> Distribution:
-        p = self.resolve(params)
-        return Normal(p["loc"], p["scale"], validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        p = self.resolve(params)
-        return stats.norm(loc=p["loc"], scale=p["scale"])
-
 
 @dataclass(frozen=True)
 class LaplaceFamily(_LocationScale):
-    """z = mu + b * eps, eps ~ Laplace(0, 1).
-
-    eps is drawn by the inverse CDF of a uniform: with v = u - 1/2, eps = -sign(v) log(1 - 2|v|)
-    (the same construction as `torch.distributions.Laplace.rsample`, but from our generator).
-    """
+    """z = mu + b * eps, eps ~ Laplace(0, 1), drawn as torch's Laplace(0, 1).icdf of a uniform from our generator:
+    with v = u - 1/2, eps = -sign(v) log(1 - 2|v|) (what `Laplace.rsample` does, but from the global RNG)."""
 
     def sample_base(
         self, shape: Shape, generator: torch.Generator | None = None, params: Params | None = None
     ) -> torch.Tensor:
-        v = uniform_noise(shape, generator, params) - 0.5  # in [eps - 1/2, 1/2 - eps]
-        return -torch.sign(v) * torch.log1p(-2.0 * v.abs())
-
-    def torch_dist(self, params: Params) -> Distribution:
-        p = self.resolve(params)
-        return Laplace(p["loc"], p["scale"], validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        p = self.resolve(params)
-        return stats.laplace(loc=p["loc"], scale=p["scale"])
+        u = uniform_noise(shape, generator, params)
+        return Laplace(u.new_zeros(()), u.new_ones(()), validate_args=False).icdf(u)
 
 
 @dataclass(frozen=True)
@@ -267,9 +266,10 @@ class StudentTFamily(_LocationScale):
     nu is a shape parameter and is NOT reparameterized: it sets the law of the base noise, so z carries no
     gradient to nu (a pathwise gradient for nu would need implicit reparameterization, Figurnov et al. 2018).
     eps = F_nu^{-1}(u) with u from the generator and F_nu^{-1} = `scipy.stats.t.ppf` (float64), which handles
-    any real nu > 0; a normal / chi-square construction would need gamma draws, which torch cannot take from a
-    private generator. log_prob is `torch.distributions.StudentT`'s; the CDF is `scipy.stats.t.cdf`, because
-    torch has no regularized incomplete beta function (so `cdf` is not differentiable; nothing needs it to be).
+    any real nu > 0 (torch's StudentT has no icdf); a normal / chi-square construction would need gamma draws,
+    which torch cannot take from a private generator. log_prob is `torch.distributions.StudentT`'s; the CDF is
+    `scipy.stats.t.cdf`, because torch has no regularized incomplete beta function (so `cdf` is not
+    differentiable; nothing needs it to be).
     """
 
     def sample_base(
@@ -290,17 +290,9 @@ class StudentTFamily(_LocationScale):
         normals = torch.randn((df + 1, *_shape(shape)), generator=generator, dtype=dtype, device=device)
         return normals[0] / torch.sqrt(normals[1:].square().sum(0) / df)
 
-    def torch_dist(self, params: Params) -> Distribution:
-        p = self.resolve(params)
-        return StudentT(p["df"], p["loc"], p["scale"], validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        p = self.resolve(params)
-        return stats.t(df=p["df"], loc=p["loc"], scale=p["scale"])
-
     def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
-        p = {k: _numpy(v) for k, v in self.resolve(params).items()}
-        return torch.as_tensor(stats.t.cdf(_numpy(z), p["df"], p["loc"], p["scale"]), dtype=z.dtype, device=z.device)
+        law = self.scipy_law(**{k: _numpy(v) for k, v in self.resolve(params).items()})
+        return torch.as_tensor(law.cdf(_numpy(z)), dtype=z.dtype, device=z.device)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,33 +323,21 @@ class _InverseCDFLocationScale(Family):
 
 
 @dataclass(frozen=True)
-class Logistic(_InverseCDFLocationScale):
-    """z = mu + s log(u / (1 - u)); log q(z) = -x - 2 softplus(-x) - log s and F(z) = sigmoid(x), x = (z - mu)/s.
+class LogisticFamily(_InverseCDFLocationScale):
+    """z = mu + s log(u / (1 - u)); log q(z) = -x - 2 softplus(-x) - log s, x = (z - mu)/s.
 
-    torch has no Logistic class; `torch_dist` builds the one its docs suggest (Uniform -> logit -> affine).
+    The log density is written out because torch's construction (`_logistic` below) computes it through the
+    uniform u = sigmoid(x), which rounds to 1 in float32 once x > 17: the prior's log density at a far draw
+    would be -inf, and the Monte Carlo KL infinite. The CDF is torch's.
     """
 
     def standard_quantile(self, u: torch.Tensor) -> torch.Tensor:
         return torch.logit(u)
 
-    def torch_dist(self, params: Params) -> Distribution:
-        p = self.resolve(params)
-        loc, scale = torch.as_tensor(p["loc"]), torch.as_tensor(p["scale"])
-        base = Uniform(torch.zeros_like(loc), torch.ones_like(loc), validate_args=False)
-        return TransformedDistribution(base, [SigmoidTransform().inv, AffineTransform(loc, scale)], validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        p = self.resolve(params)
-        return stats.logistic(loc=p["loc"], scale=p["scale"])
-
     def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
         p = self.resolve(params)
         x = (z - p["loc"]) / p["scale"]
         return -x - 2.0 * torch.nn.functional.softplus(-x) - torch.log(_t(p["scale"], z))
-
-    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
-        p = self.resolve(params)
-        return torch.sigmoid((z - p["loc"]) / p["scale"])
 
 
 @dataclass(frozen=True)
@@ -367,23 +347,14 @@ class CauchyFamily(_InverseCDFLocationScale):
     def standard_quantile(self, u: torch.Tensor) -> torch.Tensor:
         return torch.tan(math.pi * (u - 0.5))
 
-    def torch_dist(self, params: Params) -> Distribution:
-        p = self.resolve(params)
-        return Cauchy(p["loc"], p["scale"], validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        p = self.resolve(params)
-        return stats.cauchy(loc=p["loc"], scale=p["scale"])
-
 
 @dataclass(frozen=True)
-class Rayleigh(Family):
+class RayleighFamily(Family):
     """z = sigma sqrt(-2 log(1 - u)), the inverse of F(z) = 1 - exp(-z^2 / (2 sigma^2)), z >= 0.
 
     A scale family without a location; its quantile function is closed form, so the inverse CDF is the natural
-    route. log q(z) = log z - 2 log sigma - z^2 / (2 sigma^2), written by hand. torch has no Rayleigh class, but
-    Rayleigh(sigma) = Weibull(scale = sigma sqrt 2, concentration = 2), which `torch_dist` returns.
-    dz/dsigma = sqrt(-2 log(1 - u)) = z / sigma.
+    route. torch has no Rayleigh class, but Rayleigh(sigma) = Weibull(scale = sigma sqrt 2, concentration = 2),
+    whose density and CDF are used on the support z > 0. dz/dsigma = sqrt(-2 log(1 - u)) = z / sigma.
     """
 
     def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
@@ -396,22 +367,9 @@ class Rayleigh(Family):
     def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"scale": _ones(self.resolve(params), noise) * self._standard(noise)}
 
-    def torch_dist(self, params: Params) -> Distribution:
-        scale = torch.as_tensor(self.resolve(params)["scale"])
-        return Weibull(scale * math.sqrt(2.0), torch.full_like(scale, 2.0), validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        return stats.rayleigh(scale=self.resolve(params)["scale"])
-
-    def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
-        scale = _t(self.resolve(params)["scale"], z)
-        safe = z.clamp_min(torch.finfo(z.dtype).tiny)  # keeps log finite (and gradients nan-free) off the support
-        inside = torch.log(safe) - 2.0 * torch.log(scale) - safe**2 / (2.0 * scale**2)
-        return torch.where(z > 0, inside, -math.inf)
-
-    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
-        scale = self.resolve(params)["scale"]
-        return -torch.expm1(-(z.clamp_min(0.0) ** 2) / (2.0 * scale**2))
+    def _support(self, z: torch.Tensor, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        # the smallest positive number, not 0, keeps log z finite and the gradients NaN-free off the support
+        return z > 0, z.clamp_min(torch.finfo(z.dtype).tiny)
 
 
 @dataclass(frozen=True)
@@ -421,8 +379,7 @@ class ParetoFamily(Family):
     Not a location-scale family with a useful standard member in the lecture's sense (alpha changes the shape),
     so the inverse CDF is the route. Both params are reparameterized:
     dz/dx_m = (1 - u)^(-1/alpha),  dz/dalpha = x_m (1 - u)^(-1/alpha) log(1 - u) / alpha^2  (<= 0).
-    log_prob is `torch.distributions.Pareto`'s (masked to -inf below x_m); the CDF is the closed form above,
-    because torch's goes through Exponential.cdf, which rejects z < x_m.
+    Density and CDF are `torch.distributions.Pareto`'s on the support z >= x_m.
     """
 
     def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
@@ -435,68 +392,86 @@ class ParetoFamily(Family):
         power = _ones(p, noise) * torch.exp(-log1mu / p["alpha"])  # (1 - u)^(-1/alpha)
         return {"scale": power, "alpha": p["scale"] * power * log1mu / p["alpha"] ** 2}
 
-    def torch_dist(self, params: Params) -> Distribution:
-        p = self.resolve(params)
-        return Pareto(p["scale"], p["alpha"], validate_args=False)
-
-    def scipy_dist(self, params: Mapping[str, float]) -> ScipyDist:
-        p = self.resolve(params)
-        return stats.pareto(b=p["alpha"], scale=p["scale"])
-
-    def log_prob(self, z: torch.Tensor, params: Params) -> torch.Tensor:
+    def _support(self, z: torch.Tensor, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         scale = _t(self.resolve(params)["scale"], z)
-        safe = torch.maximum(z, scale)  # torch's formula takes log(z): keep it on the support, then mask
-        return torch.where(z >= scale, self._torch(params, z).log_prob(safe), -math.inf)
-
-    def cdf(self, z: torch.Tensor, params: Params) -> torch.Tensor:
-        p = self.resolve(params)
-        scale = _t(p["scale"], z)
-        return torch.where(z >= scale, 1.0 - (scale / torch.maximum(z, scale)) ** p["alpha"], 0.0)
+        return z >= scale, torch.maximum(z, scale)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the registry
+# the laws torch or scipy spell differently (each adapter takes the params by their names here)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _logistic(loc: torch.Tensor | float, scale: torch.Tensor | float, validate_args: bool | None = None
+              ) -> Distribution:
+    """torch has no Logistic class: the construction its docs give, Uniform(0, 1) -> logit -> loc + scale x."""
+    loc, scale = torch.as_tensor(loc), torch.as_tensor(scale)
+    base = Uniform(torch.zeros_like(loc), torch.ones_like(loc), validate_args=validate_args)
+    return TransformedDistribution(base, [SigmoidTransform().inv, AffineTransform(loc, scale)],
+                                   validate_args=validate_args)
+
+
+def _rayleigh(scale: torch.Tensor | float, validate_args: bool | None = None) -> Distribution:
+    """torch has no Rayleigh class: Rayleigh(sigma) = Weibull(scale = sigma sqrt 2, concentration = 2)."""
+    scale = torch.as_tensor(scale)
+    return Weibull(scale * math.sqrt(2.0), torch.full_like(scale, 2.0), validate_args=validate_args)
+
+
+def _scipy_pareto(scale: float, alpha: float) -> ScipyDist:
+    """scipy calls alpha b."""
+    return stats.pareto(b=alpha, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the registry: one row per family
 # ---------------------------------------------------------------------------------------------------------------
 
 _DLOC = r"\partial z/\partial\mu = 1"
 
 FAMILIES: dict[str, Family] = {
-    "gaussian": Gaussian(
+    "gaussian": GaussianFamily(
         name="Gaussian", params=(_loc(), _scale(r"\sigma")), kind="location-scale", base="ε ~ N(0, 1)",
         formula=r"z = \mu + \sigma\,\varepsilon",
         derivative_formulas=(_DLOC, r"\partial z/\partial\sigma = \varepsilon"),
+        torch_law=Normal, scipy_law=stats.norm,
     ),
     "laplace": LaplaceFamily(
         name="Laplace", params=(_loc(), _scale("b")), kind="location-scale", base="ε ~ Laplace(0, 1)",
         formula=r"z = \mu + b\,\varepsilon",
         derivative_formulas=(_DLOC, r"\partial z/\partial b = \varepsilon"),
+        torch_law=Laplace, scipy_law=stats.laplace,
     ),
     "student-t": StudentTFamily(
         name="Student-t", params=(_loc(), _scale(r"\sigma"), Param("df", r"\nu", 3.0, 1.0, 30.0, False)),
         kind="location-scale", base="ε ~ Student-t(ν)", formula=r"z = \mu + \sigma\,\varepsilon",
         derivative_formulas=(_DLOC, r"\partial z/\partial\sigma = \varepsilon",
                              r"\nu \text{ sets the law of } \varepsilon\text{: not reparameterized}"),
+        torch_law=StudentT, scipy_law=stats.t,
     ),
-    "logistic": Logistic(
+    "logistic": LogisticFamily(
         name="Logistic", params=(_loc(), _scale("s")), kind="inverse-CDF", base="u ~ Uniform(0, 1)",
         formula=r"z = \mu + s\,\log\frac{u}{1-u}",
         derivative_formulas=(_DLOC, r"\partial z/\partial s = \log\frac{u}{1-u}"),
+        torch_law=_logistic, scipy_law=stats.logistic,
     ),
     "cauchy": CauchyFamily(
         name="Cauchy", params=(_loc(), _scale(r"\gamma")), kind="inverse-CDF", base="u ~ Uniform(0, 1)",
         formula=r"z = \mu + \gamma\,\tan\!\big(\pi(u - \tfrac12)\big)",
         derivative_formulas=(_DLOC, r"\partial z/\partial\gamma = \tan\!\big(\pi(u - \tfrac12)\big)"),
+        torch_law=Cauchy, scipy_law=stats.cauchy,
     ),
-    "rayleigh": Rayleigh(
+    "rayleigh": RayleighFamily(
         name="Rayleigh", params=(_scale(r"\sigma"),), kind="inverse-CDF", base="u ~ Uniform(0, 1)",
         formula=r"z = \sigma\sqrt{-2\log(1-u)}",
         derivative_formulas=(r"\partial z/\partial\sigma = \sqrt{-2\log(1-u)}",),
+        torch_law=_rayleigh, scipy_law=stats.rayleigh,
     ),
     "pareto": ParetoFamily(
         name="Pareto", params=(_scale("x_m"), Param("alpha", r"\alpha", 3.0, 0.5, 5.0)), kind="inverse-CDF",
         base="u ~ Uniform(0, 1)", formula=r"z = x_m\,(1-u)^{-1/\alpha}",
         derivative_formulas=(r"\partial z/\partial x_m = (1-u)^{-1/\alpha}",
                              r"\partial z/\partial\alpha = x_m\,(1-u)^{-1/\alpha}\,\log(1-u)/\alpha^2"),
+        torch_law=Pareto, scipy_law=_scipy_pareto,
     ),
 }
 
@@ -547,11 +522,10 @@ def gradients_at(family: Family, params: Mapping[str, float], noise_value: float
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# families as VAE posteriors q(z|x) against the prior p(z) = the same family at loc 0, scale 1
+# families as VAE posteriors q(z|x) (the KL against the prior p(z) is in vae.kl)
 # ---------------------------------------------------------------------------------------------------------------
 
 POSTERIOR_DF = 3.0  # nu of a Student-t posterior and prior: fixed, since nu is not reparameterized
-ANALYTIC_KL = ANALYTIC_KL_FAMILIES  # pairs registered with torch.distributions.kl_divergence
 
 
 def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:
@@ -568,32 +542,3 @@ def posterior_rsample(
     """z ~ q(z|x) by reparameterization, one draw per entry of loc: (B, K) -> (B, K)."""
     params = posterior_params(family_name, loc, scale)
     return FAMILIES[family_name].rsample(params, loc.shape, generator)
-
-
-def monte_carlo_kl(family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Single-sample estimate log q(z|x) - log p(z) at a reparameterized z ~ q, summed over latents: (B, K) -> (B,).
-
-    Unbiased for KL(q || p) and differentiable through z (Kingma & Welling 2014, eq. 6, "SGVB estimator A").
-    """
-    family = FAMILIES[family_name]
-    q = posterior_params(family_name, loc, scale)
-    p = posterior_params(family_name, torch.zeros_like(loc), torch.ones_like(scale))
-    return (family.log_prob(z, q) - family.log_prob(z, p)).sum(-1)  # (B, K) -> (B,)
-
-
-def posterior_kl(
-    family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: torch.Tensor | None = None
-) -> torch.Tensor:
-    """KL(q(z|x) || p(z)) with q = family(loc, scale) and p = family(0, 1), summed over latents: (B, K) -> (B,).
-
-    Analytic via `torch.distributions.kl_divergence` for the families in ANALYTIC_KL (z is ignored there);
-    otherwise the Monte Carlo estimate `monte_carlo_kl` at the given reparameterized sample z, which is required.
-    """
-    q_params = posterior_params(family_name, loc, scale)  # also rejects a non-posterior family
-    if family_name in ANALYTIC_KL:
-        family = FAMILIES[family_name]
-        p_params = posterior_params(family_name, torch.zeros_like(loc), torch.ones_like(scale))
-        return kl_divergence(family.torch_dist(q_params), family.torch_dist(p_params)).sum(-1)  # (B, K) -> (B,)
-    if z is None:
-        raise ValueError(f"KL for a {family_name!r} posterior has no closed form here: pass a sample z ~ q")
-    return monte_carlo_kl(family_name, loc, scale, z)

@@ -10,7 +10,8 @@ import torch
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from vae.families import posterior_kl, posterior_rsample
+from vae.families import posterior_rsample
+from vae.kl import posterior_kl
 from vae.model import VAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: active when Var_x(E_q[z_k | x]) exceeds this

@@ -1,4 +1,4 @@
-"""What the Estimators page shows on the toy problem z ~ N(mu, sigma^2): many gradient estimates from each
+"""What the Estimators page shows on the toy problem z ~ N(loc, scale²): many gradient estimates from each
 estimator, their variance against the number of samples K (empirical beside exact), and the cost of each."""
 
 from __future__ import annotations
@@ -11,24 +11,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vae.estimators import ESTIMATORS, Estimator, cost_function, exact_gradient, exact_variance
+from vae.estimators import ESTIMATORS, Estimator
+from vae.toy_costs import cost_function, exact_gradient, exact_variance
 
 PARAMETERS = {"loc": "μ", "scale": "σ"}
 
 
 @dataclass(frozen=True)
 class ToySetting:
-    """One point of the variance lab: a cost f(z; k) and the Gaussian z ~ N(mu, sigma^2) it is averaged over."""
+    """One point of the variance lab: a cost f(z; k) and the Gaussian z ~ N(loc, scale²) it is averaged over."""
 
     cost: str
-    mu: float
-    sigma: float
+    loc: float
+    scale: float
     k: float
     baseline: str = "none"
 
     def params(self) -> dict[str, torch.Tensor]:
-        return {"loc": torch.tensor(self.mu, dtype=torch.float64), "scale": torch.tensor(self.sigma,
-                                                                                         dtype=torch.float64)}
+        return {"loc": torch.tensor(self.loc, dtype=torch.float64), "scale": torch.tensor(self.scale,
+                                                                                          dtype=torch.float64)}
 
 
 def gradient_estimates(setting: ToySetting, num_samples: int, repetitions: int, seed: int = 0
@@ -67,12 +68,8 @@ def variance_curve(setting: ToySetting, parameter: str, sample_counts: tuple[int
 
 
 def exact_single_sample_variance(setting: ToySetting, estimator: str) -> dict[str, float]:
-    return exact_variance(setting.cost, estimator, setting.mu, setting.sigma, setting.k,
+    return exact_variance(setting.cost, estimator, setting.loc, setting.scale, setting.k,
                           baseline=setting.baseline if estimator == "score_function" else "none")
-
-
-def true_gradient(setting: ToySetting) -> dict[str, float]:
-    return exact_gradient(setting.cost, setting.mu, setting.sigma, setting.k)
 
 
 # Timing. A single timed call is at the mercy of the machine: on two cores with a training run in the background,
@@ -194,7 +191,7 @@ def toy_lab_results(setting: ToySetting, num_samples: int, parameter: str, repet
     try:
         estimates = gradient_estimates(setting, num_samples, repetitions)
         lab = ToyLab(
-            exact_gradient=true_gradient(setting)[parameter],
+            exact_gradient=exact_gradient(setting.cost, setting.loc, setting.scale, setting.k)[parameter],
             estimates={name: values[parameter] for name, values in estimates.items()},
             curve=variance_curve(setting, parameter),
             variance={name: exact_single_sample_variance(setting, name)[parameter] / num_samples
