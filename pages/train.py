@@ -5,7 +5,8 @@ teaches. Nothing drawn before Start needs PyTorch, which loads in the background
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
@@ -23,15 +24,13 @@ from pages._session import (
 )
 from vae import warmup
 from vae.config import (
-    DEVICES,
-    LIKELIHOODS,
-    POSTERIOR_FAMILIES,
-    POSTERIOR_LABELS,
-    PRESET_LABELS,
     PRETRAINED_DIR,
+    Device,
     TrainConfig,
+    config_from_settings,
     preset_config,
     reference_test_loss,
+    user_settings,
 )
 from vae.data import DATASET_NAMES, DataError, Dataset, is_cached, load_npz
 from vae.figures import coloured, for_projector, held_out_figure, training_curves_figure
@@ -44,8 +43,7 @@ if TYPE_CHECKING:
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
 PREFIX = "train:"
-SETTINGS = ("dataset", "latent_dim", "beta", "lr", "batch_size", "epochs", "seed", "kl_warmup_epochs", "likelihood",
-            "posterior", "device")  # TrainConfig fields (or its model's) that a widget sets
+SETTINGS = {name: spec for name, spec in user_settings().items() if spec.how.widget}  # vae.config declares them
 BUNDLED_RUN = "digits"  # the run the page opens on
 CHART_HEIGHT = 250  # two charts, the controls and the pictures on one 1280x720 screen
 PICTURE_TILE = 32
@@ -55,20 +53,18 @@ def key(name: str) -> str:
     return PREFIX + name
 
 
-def preset_values(name: str) -> dict:
+def preset_values(name: str) -> dict[str, Any]:
     """Widget key -> value for a preset (the config dataclass is the one source of defaults)."""
-    config = preset_config(name)
-    values = {"preset": name, "dataset": config.dataset, "latent_dim": config.model.latent_dim,
-              "beta": config.beta, "lr": config.lr, "batch_size": config.batch_size, "epochs": config.epochs,
-              "seed": config.seed, "kl_warmup_epochs": config.kl_warmup_epochs,
-              "likelihood": config.model.likelihood, "posterior": config.model.posterior, "device": config.device}
-    return {key(name): value for name, value in values.items()}
+    values = preset_config(name).setting_values()
+    # A selectbox's options are the plain strings (see `setting_widget`); TrainConfig turns them back into enums.
+    return {key(name): value.value if isinstance(value, Enum) else value
+            for name, value in values.items() if name in SETTINGS}
 
 
 DEFAULTS = preset_values("digits")
 
 
-def value(name: str):
+def value(name: str) -> Any:
     """The value to draw setting `name` with (see `remembered`: passed on every run, never left to the widget)."""
     return remembered(key(name), DEFAULTS[key(name)])
 
@@ -85,8 +81,27 @@ def load_preset_into_widgets() -> None:
 
 
 def config_from_widgets() -> TrainConfig:
-    values = {name: value(name) for name in SETTINGS}
-    return preset_config(value("preset")).replace(**values)
+    return config_from_settings({name: value(name) for name in SETTINGS})
+
+
+def setting_widget(container, name: str, **overrides: Any) -> None:
+    """The widget of setting `name` as vae.config declares it (label, tooltip, range or choices), always drawn
+    with its value (see `remembered`). `overrides` go to Streamlit as they are: options, help, callbacks."""
+    spec = SETTINGS[name]
+    how = spec.how
+    options = {"label": how.label, "key": key(name), "help": how.help or None} | overrides
+    if how.widget == "select":
+        choices = [str(choice) for choice in options.pop("options", spec.choices)]
+        options.setdefault("format_func", lambda choice: how.choice_labels.get(choice, choice))
+        container.selectbox(options=choices, index=index(choices, name), **options)
+        return
+    number = spec.item_type  # int or float: Streamlit infers the widget's type from these
+    bounds = {"min_value": number(how.low), "max_value": number(how.high), "value": number(value(name))}
+    if how.widget == "slider":
+        container.slider(**bounds, **options)
+    else:
+        step = None if how.step is None else number(how.step)
+        container.number_input(**bounds, step=step, format=how.format, **options)
 
 
 def settings() -> None:
@@ -94,15 +109,12 @@ def settings() -> None:
     # Presentation mode: no data picker (a class trains on the bundled digits) and no popover; more room for text.
     columns = st.columns([3, 2.4, 2.4] if presenting() else [3, 3, 2, 2, 1.4], vertical_alignment="bottom")
     model, data, latent, beta, more = columns[:1] + [None] + columns[1:] + [None] if presenting() else columns
-    model.selectbox("Which model?", list(PRESET_LABELS), index=index(PRESET_LABELS, "preset"),
-                         format_func=PRESET_LABELS.get, key=key("preset"), on_change=load_preset_into_widgets)
+    setting_widget(model, "preset", help=None, on_change=load_preset_into_widgets)
     if not presenting():  # a class trains on the bundled digits; the room goes to larger text
-        datasets = [*DATASET_NAMES, "upload"]
-        data.selectbox("Which data?", datasets, index=index(datasets, "dataset"),
-                             format_func=DATASET_LABELS.get, key=key("dataset"))
-    latent.slider("Latent dimension (size of z)", 1, 64, value=value("latent_dim"), key=key("latent_dim"))
-    beta.number_input("β (KL weight)", 0.0, 10.0, value=float(value("beta")), step=0.1, key=key("beta"),
-                            help="The loss is −(E_q[log p(x|z)] − β·KL). β = 1 is the ELBO.")
+        setting_widget(data, "dataset", options=[*DATASET_NAMES, "upload"], format_func=DATASET_LABELS.get,
+                       help=None)
+    setting_widget(latent, "latent_dim")
+    setting_widget(beta, "beta")
     if not presenting():
         with more.popover("More", icon=":material/tune:", width="stretch"):
             more_settings()
@@ -113,22 +125,15 @@ def settings() -> None:
 def more_settings() -> None:
     """What a teacher rarely changes in class. Every widget gets its value explicitly: see `remembered`."""
     columns = st.columns(2)
-    columns[0].number_input("Learning rate (Adam)", 1e-5, 10.0, value=float(value("lr")), format="%.0e", step=1e-4,
-                            key=key("lr"), help="A new value also applies to a paused run when you press Resume.")
-    columns[1].number_input("Batch size", 1, 4096, value=int(value("batch_size")), key=key("batch_size"))
-    columns[0].number_input("Epochs", 1, 10_000, value=int(value("epochs")), key=key("epochs"))
-    columns[1].number_input("Seed", 0, 2**31 - 1, value=int(value("seed")), key=key("seed"))
-    columns[0].number_input("KL warm-up (epochs)", 0.0, 1000.0, value=float(value("kl_warmup_epochs")), step=1.0,
-                            key=key("kl_warmup_epochs"), help="β ramps linearly from 0 over this many epochs.")
-    columns[1].selectbox("Likelihood p(x|z)", LIKELIHOODS, index=index(LIKELIHOODS, "likelihood"),
-                         key=key("likelihood"))
-    columns[0].selectbox("Posterior q(z|x)", POSTERIOR_FAMILIES, index=index(POSTERIOR_FAMILIES, "posterior"),
-                         key=key("posterior"), format_func=POSTERIOR_LABELS.get,
-                         help="The prior p(z) is the same family at location 0, scale 1. The KL is exact for "
-                              "Gaussian and Laplace, a Monte Carlo estimate for the others.")
-    devices = [d for d in DEVICES if d != "cuda" or warmup.cuda_available()]
-    columns[1].selectbox("Device", devices, index=index(devices, "device"), key=key("device"),
-                         help="auto uses the GPU when one is present.")
+    setting_widget(columns[0], "lr", help="A new value also applies to a paused run when you press Resume.")
+    setting_widget(columns[1], "batch_size")
+    setting_widget(columns[0], "epochs")
+    setting_widget(columns[1], "seed")
+    setting_widget(columns[0], "kl_warmup_epochs")
+    setting_widget(columns[1], "likelihood")
+    setting_widget(columns[0], "posterior")
+    devices = [device for device in Device if device != Device.CUDA or warmup.cuda_available()]
+    setting_widget(columns[1], "device", options=devices)
     uploader()
 
 

@@ -8,7 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import open_app_page
+from vae.config import PosteriorFamily, preset_config, user_settings
 from vae.job import JobStatus
+
+PAGE_SETTINGS = {name for name, spec in user_settings().items() if spec.how.widget}  # declared in vae.config
 
 
 @pytest.fixture
@@ -42,6 +45,51 @@ def test_train_page_opens_on_the_bundled_run_ready_to_start(app):
     assert epochs.tolist() == list(range(1, 151))  # all 150 epochs of the bundled run
     assert len(inline_pictures(app)) == 2  # its reconstructions and samples
     assert button(app, "Pause").disabled and button(app, "Stop").disabled
+
+
+def setting_widgets(at: AppTest) -> dict[str, list]:
+    """Setting name -> the widgets drawn for it (the page keys each `train:<field name>`)."""
+    widgets: dict[str, list] = {}
+    for widget in [*at.selectbox, *at.slider, *at.number_input]:
+        if widget.key and widget.key.startswith("train:"):
+            widgets.setdefault(widget.key.removeprefix("train:"), []).append(widget)
+    return widgets
+
+
+def test_every_setting_declared_for_the_page_has_exactly_one_widget(app):
+    widgets = setting_widgets(app)
+    assert set(widgets) == PAGE_SETTINGS  # popover included: AppTest draws what it holds
+    assert all(len(drawn) == 1 for drawn in widgets.values())
+    assert PAGE_SETTINGS == set(user_settings()) - {"hidden_sizes", "encoder_gradient"}  # those two: CLI only
+    for name, (widget,) in widgets.items():
+        assert widget.label == user_settings()[name].how.label
+
+
+def test_choosing_a_preset_puts_its_values_into_every_widget(app):
+    app.selectbox(key="train:preset").set_value("digits-2d").run()
+    expected = preset_config("digits-2d").setting_values()
+    shown = {name: widget.value for name, (widget,) in setting_widgets(app).items()}
+    assert shown == {name: expected[name] for name in PAGE_SETTINGS}
+    assert shown["latent_dim"] == 2 and shown["epochs"] == 200
+
+
+def test_start_trains_with_what_the_widgets_show(app):
+    app.selectbox(key="train:posterior").set_value("laplace")
+    app.number_input(key="train:epochs").set_value(1)
+    app.number_input(key="train:beta").set_value(0.5)
+    button(app, "Start").click().run()
+    config = app.session_state["training_job"].config
+    assert config.model.posterior is PosteriorFamily.LAPLACE  # the widget's string, typed by TrainConfig
+    assert config == preset_config("digits").replace(posterior="laplace", epochs=1, beta=0.5)
+
+
+def test_presentation_mode_shows_the_front_settings_and_trains_the_rest_as_the_preset_says(app):
+    app.session_state["presentation_mode"] = True
+    app.run()
+    assert set(setting_widgets(app)) == {"preset", "latent_dim", "beta"}  # no data picker, no popover
+    app.slider(key="train:latent_dim").set_value(4)
+    button(app, "Start").click().run()
+    assert app.session_state["training_job"].config == preset_config("digits").replace(latent_dim=4)
 
 
 def test_start_trains_and_the_charts_fill(app):
@@ -78,7 +126,8 @@ def test_training_continues_across_page_switches(app):
     assert job.wait_until(lambda s: s.status == JobStatus.PAUSED).status == JobStatus.PAUSED
 
 
-def test_a_bad_upload_is_refused_in_a_sentence(app, tmp_path):
+def test_start_with_upload_chosen_but_no_file_asks_for_one_in_a_sentence(app):
+    """What the page says before a file arrives (AppTest cannot upload one; vae.data's tests refuse bad files)."""
     app.session_state["train:dataset"] = "upload"
     button(app, "Start").click().run()
     assert not app.exception

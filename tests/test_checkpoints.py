@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save
 
 from vae.checkpoints import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
-from vae.config import ModelConfig, TrainConfig
+from vae.config import Device, ModelConfig, PosteriorFamily, TrainConfig
 from vae.model import build_model
 
 CONFIG = TrainConfig(model=ModelConfig(hidden_sizes=(16,), latent_dim=3), epochs=2)
@@ -91,3 +91,35 @@ def test_a_job_checkpoint_loads_back(small_digits, small_config):
     assert loaded.config == job.config and loaded.metrics["step"] == 4
     torch.testing.assert_close(loaded.model.to_loc.weight, job.model().to_loc.weight)
     job.stop()
+
+
+def test_config_metadata_is_plain_json_strings(model):
+    metadata = header_metadata(checkpoint_bytes(model, CONFIG))
+    config = json.loads(metadata["config"])
+    assert config["model"]["posterior"] == "gaussian" and config["device"] == "auto"  # an enum's value, as before
+    assert TrainConfig.from_dict(config) == CONFIG
+
+
+def test_a_checkpoint_written_before_the_enums_loads(model):
+    """The metadata of a checkpoint from before the choices were enums and before `encoder_gradient` existed."""
+    old_config = ('{"batch_size": 64, "beta": 1.0, "dataset": "digits", "device": "auto", "epochs": 2, '
+                  '"kl_warmup_epochs": 0.0, "lr": 0.003, "model": {"hidden_sizes": [16], "input_shape": [8, 8], '
+                  '"latent_dim": 3, "likelihood": "bernoulli", "posterior": "gaussian"}, "preset": "digits", '
+                  '"seed": 0}')
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    loaded = load_checkpoint(save(tensors, metadata={"format": "reparam-lab/1", "config": old_config}))
+    assert loaded.config == CONFIG
+    assert loaded.config.model.posterior is PosteriorFamily.GAUSSIAN and loaded.config.device is Device.AUTO
+
+
+def test_an_unknown_choice_in_the_metadata_is_a_sentence(model):
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    config = json.loads(CONFIG.to_json())
+    config["model"]["posterior"] = "normal"
+    with pytest.raises(CheckpointError, match="Unknown posterior 'normal'; choose one of gaussian, laplace"):
+        load_checkpoint(save(tensors, metadata={"format": "reparam-lab/1", "config": json.dumps(config)}))
+
+
+def header_metadata(data: bytes) -> dict[str, str]:
+    header_size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + header_size])["__metadata__"]

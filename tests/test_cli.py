@@ -1,23 +1,78 @@
-"""`python -m vae`: a smoke run of each verb, its JSON shape, and errors as sentences."""
+"""`python -m vae`: a real short run of `train` from the shell, one flag per setting, flags -> config ->
+checkpoint -> config, its JSON shape, and errors as sentences."""
 
+import argparse
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from vae.checkpoints import load_checkpoint
-from vae.cli import main
+from vae.checkpoints import checkpoint_bytes, load_checkpoint
+from vae.cli import build_parser, config_from_args, main
+from vae.config import Device, EncoderGradient, Likelihood, PosteriorFamily, Preset, preset_config, user_settings
+from vae.model import build_model
+
+NOT_SETTINGS = {"help", "data_dir", "out", "json"}  # the run's own options, not part of its config
 
 
-def test_help_lists_the_verbs():
-    result = subprocess.run([sys.executable, "-m", "vae", "--help"], capture_output=True, text=True, check=True)
-    assert "train" in result.stdout
+def train_parser() -> argparse.ArgumentParser:
+    verbs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return verbs.choices["train"]
+
+
+def test_train_from_the_shell_saves_a_checkpoint_that_loads(tmp_path):
+    out = tmp_path / "digits.safetensors"
+    result = subprocess.run([sys.executable, "-m", "vae", "train", "--preset", "digits", "--epochs", "1",
+                             "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"Saved {out}" in result.stdout
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.config == preset_config("digits").replace(epochs=1)  # the preset, with the one flag on top
+    assert [m["epoch"] for m in checkpoint.metrics["held_out"]] == [1]
+    assert checkpoint.metrics["held_out"][0]["elbo"] < 0
+
+
+def test_every_setting_has_exactly_one_flag_and_nothing_else_does():
+    actions = [a for a in train_parser()._actions if a.dest not in NOT_SETTINGS]
+    assert sorted(a.dest for a in actions) == sorted(user_settings())  # each once, no flag outside the config
+    for action in actions:
+        spec = user_settings()[action.dest]
+        assert action.option_strings == [spec.flag]
+        assert action.default is None  # left out: the preset's value
+        assert action.choices == spec.choices  # from the StrEnum, for every choice
+
+
+ALL_FLAGS = ["--preset", "digits-2d", "--dataset", "mnist", "--hidden-sizes", "24", "12", "--latent-dim", "3",
+             "--likelihood", "gaussian", "--posterior", "laplace", "--epochs", "7", "--batch-size", "32",
+             "--lr", "0.01", "--beta", "0.5", "--kl-warmup-epochs", "2.5", "--encoder-gradient", "score_function",
+             "--seed", "9", "--device", "cpu"]
+
+
+def test_flags_config_checkpoint_and_back_are_the_same_config():
+    assert {a for a in ALL_FLAGS if a.startswith("--")} == {s.flag for s in user_settings().values()}
+    config = config_from_args(build_parser().parse_args(["train", *ALL_FLAGS]))
+    assert config.preset is Preset.DIGITS_2D and config.dataset == "mnist" and config.model.hidden_sizes == (24, 12)
+    assert (config.model.latent_dim, config.epochs, config.batch_size, config.seed) == (3, 7, 32, 9)
+    assert (config.lr, config.beta, config.kl_warmup_epochs) == (0.01, 0.5, 2.5)
+    assert config.model.likelihood is Likelihood.GAUSSIAN and config.model.posterior is PosteriorFamily.LAPLACE
+    assert config.encoder_gradient is EncoderGradient.SCORE_FUNCTION and config.device is Device.CPU
+    loaded = load_checkpoint(checkpoint_bytes(build_model(config.model, seed=0), config)).config
+    assert loaded == config and loaded.model.posterior is PosteriorFamily.LAPLACE
+
+
+def test_the_earlier_flag_spellings_still_work():
+    """--hidden and --kl-warmup were the flags' names before they came from the field names; argparse accepts
+    a unique prefix of a long option."""
+    args = build_parser().parse_args(["train", "--hidden", "8", "--kl-warmup", "3"])
+    config = config_from_args(args)
+    assert config.model.hidden_sizes == (8,) and config.kl_warmup_epochs == 3.0
 
 
 def test_train_json_and_checkpoint(tmp_path, capsys):
     out = tmp_path / "m.safetensors"
-    code = main(["train", "--epochs", "2", "--latent-dim", "3", "--hidden", "32", "--seed", "4", "--json",
+    code = main(["train", "--epochs", "2", "--latent-dim", "3", "--hidden-sizes", "32", "--seed", "4", "--json",
                  "--posterior", "logistic", "--out", str(out)])
     assert code == 0
     result = json.loads(capsys.readouterr().out)  # stdout holds the JSON object and nothing else
@@ -31,7 +86,7 @@ def test_train_json_and_checkpoint(tmp_path, capsys):
 
 
 def test_train_prints_one_line_per_epoch(capsys):
-    assert main(["train", "--epochs", "2", "--hidden", "16"]) == 0
+    assert main(["train", "--epochs", "2", "--hidden-sizes", "16"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 2 and "held-out ELBO" in lines[0] and "KL" in lines[0]
 
@@ -41,7 +96,7 @@ def test_train_on_an_npz_file(tmp_path, capsys):
     path = tmp_path / "mine.npz"
     np.savez(path, x_train=rng.integers(0, 256, (64, 6, 6), dtype=np.uint8),
              x_test=rng.integers(0, 256, (16, 6, 6), dtype=np.uint8))
-    assert main(["train", "--dataset", str(path), "--epochs", "1", "--hidden", "8", "--json"]) == 0
+    assert main(["train", "--dataset", str(path), "--epochs", "1", "--hidden-sizes", "8", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["config"]["model"]["input_shape"] == [6, 6] and result["config"]["dataset"] == "mine.npz"
 
@@ -49,7 +104,17 @@ def test_train_on_an_npz_file(tmp_path, capsys):
 def test_errors_are_sentences_with_exit_code_2(tmp_path, capsys):
     assert main(["train", "--latent-dim", "100"]) == 2
     assert "latent dimension must be between 1 and 64" in capsys.readouterr().err
+    assert main(["train", "--encoder-gradient", "score_function", "--posterior", "student-t"]) == 2
+    assert "Score-function training needs a posterior with an exact KL" in capsys.readouterr().err
     bad = tmp_path / "bad.npz"
     np.savez(bad, x_train=np.zeros((4, 4, 4)))
     assert main(["train", "--dataset", str(bad)]) == 2
     assert "x_test" in capsys.readouterr().err
+
+
+def test_a_choice_outside_its_enum_is_refused_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--posterior", "normal"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'normal'" in err
+    assert all(family in err for family in PosteriorFamily)  # argparse quotes them or not, by Python version

@@ -37,6 +37,7 @@ def checkpoint_bytes(model: VAE, config: TrainConfig, metrics: dict[str, Any] | 
     """The checkpoint as bytes (for a download button); `save_checkpoint` writes the same bytes."""
     # safetensors wants contiguous, untied CPU tensors.
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in model.state_dict().items()}
+    # safetensors metadata is str -> str: the config goes in as JSON, the dataclass's own fields and values.
     metadata = {"format": FORMAT, "config": config.to_json(), "metrics": json.dumps(metrics or {})}
     return save(tensors, metadata=metadata)
 
@@ -87,10 +88,14 @@ def _parse(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def _config_from(metadata: dict[str, str]) -> TrainConfig:
+    """The config JSON as `TrainConfig.to_json` wrote it; its choices are plain strings, so files written before
+    they were enums read the same."""
+    if "config" not in metadata:
+        raise CheckpointError("The checkpoint has no configuration to rebuild its model from.")
     try:
-        config = TrainConfig.from_dict(json.loads(metadata["config"]))
+        config = TrainConfig.from_json(metadata["config"])
         config.validate()
-    except (KeyError, json.JSONDecodeError, ConfigError) as error:
+    except ConfigError as error:
         raise CheckpointError(f"The checkpoint's configuration cannot be read: {error}") from None
     return config
 

@@ -8,17 +8,20 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from vae.baselines import BASELINES
 from vae.checkpoints import CheckpointError, save_checkpoint
-from vae.config import DEVICES, LIKELIHOODS, POSTERIOR_FAMILIES, PRESETS, ConfigError, TrainConfig, preset_config
+from vae.config import ConfigError, TrainConfig, UserSetting, config_from_settings, user_settings
 from vae.data import DataError, load_dataset
-from vae.estimators import BASELINES, COSTS, ESTIMATORS, cost_function, exact_gradient, exact_variance
+from vae.estimators import ESTIMATORS
 from vae.job import EpochMetrics, JobStatus, TrainingJob, metrics_summary
 from vae.preview import write_preview
+from vae.toy_costs import COSTS, cost_function, exact_gradient, exact_variance
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,42 +44,27 @@ _TRAIN_HELP = (
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", help="digits, mnist, fashion-mnist, or PATH.npz (default: the preset's)")
-    parser.add_argument("--preset", default="digits", choices=list(PRESETS))
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--latent-dim", type=int)
-    parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer widths, e.g. --hidden 400")
-    parser.add_argument("--likelihood", choices=LIKELIHOODS)
-    parser.add_argument("--posterior", choices=POSTERIOR_FAMILIES,
-                        help="family of q(z|x); the prior is the same family at loc 0, scale 1")
-    parser.add_argument("--beta", type=float, help="weight of the KL term")
-    parser.add_argument("--kl-warmup", type=float, help="epochs over which beta ramps up from 0")
-    parser.add_argument("--lr", type=float, help="Adam learning rate")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", choices=DEVICES)
+    for spec in user_settings().values():  # one flag per setting of TrainConfig, from its declaration
+        parser.add_argument(spec.flag, dest=spec.name, **_flag_options(spec))
     parser.add_argument("--data-dir", help="download cache (default: $REPARAM_LAB_DATA_DIR or the user cache)")
     parser.add_argument("--out", help="write the final weights here (.safetensors)")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
 
 
+def _flag_options(spec: UserSetting) -> dict[str, Any]:
+    """argparse's options for a setting: its enum's values as choices, one value per item of a tuple. Every
+    default is None, meaning "the preset's"."""
+    options: dict[str, Any] = {"default": None, "help": (spec.how.help or spec.how.label).replace("%", "%%")}
+    if spec.choices:
+        return options | {"choices": spec.choices}
+    if spec.is_sequence:
+        return options | {"type": spec.item_type, "nargs": "+", "metavar": "N"}
+    return options | {"type": spec.item_type}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset, with every option given on the command line applied on top."""
-    overrides = {
-        "dataset": args.dataset,
-        "epochs": args.epochs,
-        "latent_dim": args.latent_dim,
-        "hidden_sizes": tuple(args.hidden) if args.hidden else None,
-        "likelihood": args.likelihood,
-        "posterior": args.posterior,
-        "beta": args.beta,
-        "kl_warmup_epochs": args.kl_warmup,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "device": args.device,
-    }
-    config = preset_config(args.preset).replace(**{k: v for k, v in overrides.items() if v is not None})
+    config = config_from_settings({name: getattr(args, name) for name in user_settings()})
     config.validate()
     return config
 
@@ -146,7 +134,8 @@ _VARIANCE_HELP = (
     "beside the exact one. Per estimator and parameter: mean = the average of the single-sample estimates (the "
     "mean gradient); variance = their empirical variance; stderr = the standard error of that mean gradient, "
     "sqrt(variance / samples); exact_variance = the exact variance of the single-sample estimator (closed form "
-    "or quadrature; with the moving_average baseline computed at b = E[f], where the moving average settles)."
+    "or quadrature; with the moving_average baseline computed at b = E[f], where the moving average settles). "
+    "The flags and the JSON keep the lecture's names mu and sigma for what the library calls loc and scale."
 )
 _CHUNK = 200_000  # estimates per batched call: a million samples stay within a few hundred MB
 
