@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._session import ModelChoice, choose_model, show_images
+from pages._session import ModelChoice, choose_model, presenting, show_figure, show_images
 from vae.figures import kl_per_dimension_figure, latent_scatter_figure
 from vae.latent import (
     decode_images,
@@ -25,8 +25,9 @@ SLIDER_STEP = 0.05
 Z_KEY = "latent:z"
 
 st.title("Walk the latent space")
-st.markdown("Every point z decodes to an image. Move the sliders, click the map of the test set, or blend two "
-            "images, and watch what each direction of z means.")
+if not presenting():  # on a projector the teacher says it: the sliders and the picture come first
+    st.markdown("Every point z decodes to an image. Move the sliders, click the map of the test set, or blend two "
+                "images, and watch what each direction of z means.")
 
 
 # --- the current point z, shared by sliders, buttons and the map ---------------------------------------------------
@@ -66,7 +67,7 @@ def explorer(choice: ModelChoice) -> None:
     """Sliders and the decoded image: moving a slider reruns only this fragment."""
     latent_dim = choice.config.model.latent_dim
     z = current_point(latent_dim).copy()
-    controls, image = st.columns([3, 1])
+    controls, image = st.columns([2, 1] if presenting() else [3, 1])  # a larger picture for a projector
     with controls:
         columns = st.columns(4)
         for k in range(min(latent_dim, MAX_SLIDERS)):
@@ -76,16 +77,23 @@ def explorer(choice: ModelChoice) -> None:
         if latent_dim > MAX_SLIDERS:
             st.caption(f"z{MAX_SLIDERS + 1}…z{latent_dim} stay where the last button put them (0, or the chosen "
                        "image's posterior mean).")
-        buttons = st.columns([1, 1.3, 1.5, 1.7], vertical_alignment="bottom")
-        buttons[0].button("Reset", icon=":material/restart_alt:", on_click=set_point, args=(np.zeros(latent_dim),))
-        buttons[1].button("Random draw", icon=":material/casino:", on_click=random_draw, args=(latent_dim,),
-                          help="z ~ N(0, I), the prior")
+        point_buttons(choice)
+    with image:
+        show_images(decode_images(choice.model, z[None]), 1, "decoded from z", tile=320 if presenting() else 200)
+
+
+def point_buttons(choice: ModelChoice) -> None:
+    """Reset, a draw from the prior, and (not in presentation mode: the map does it by a click) a test image's μ(x)."""
+    latent_dim = choice.config.model.latent_dim
+    buttons = st.columns([1, 1.3, 1.5, 1.7] if not presenting() else [1, 1.4, 1], vertical_alignment="bottom")
+    buttons[0].button("Reset", icon=":material/restart_alt:", on_click=set_point, args=(np.zeros(latent_dim),))
+    buttons[1].button("Random draw", icon=":material/casino:", on_click=random_draw, args=(latent_dim,),
+                      help="z ~ N(0, I), the prior")
+    if not presenting():
         index = buttons[2].number_input("Test image number", 0, len(choice.dataset.x_test) - 1, 0,
                                         key="latent:image")
         buttons[3].button("Start from this image", on_click=from_test_image, args=(choice, index),
                           help="Move to the image's posterior mean μ(x)")
-    with image:
-        show_images(decode_images(choice.model, z[None]), 1, "decoded from z", tile=200)
 
 
 # --- the map of the test set ---------------------------------------------------------------------------------------
@@ -105,8 +113,7 @@ def map_section(choice: ModelChoice, means: np.ndarray) -> None:
     note = ("the posterior means μ(x)" if axis == "z" else
             "the first two principal components of the posterior means μ(x)")
     st.caption(f"The encoded test set ({note}), coloured by label. Click a point: the sliders jump to its μ(x).")
-    st.plotly_chart(figure, key="latent:map", on_select=lambda: on_map_click(choice, means),
-                    selection_mode="points", theme=None)
+    show_figure(figure, "latent:map", on_select=lambda: on_map_click(choice, means), selection_mode="points")
 
 
 def manifold_section(choice: ModelChoice) -> None:
@@ -166,11 +173,11 @@ def collapse_section(usage) -> None:
                   "On the Train page, a smaller **β** or a **KL warm-up** keeps more dimensions alive.")
     left.page_link("pages/train.py", label="Try β and warm-up", icon=":material/model_training:")
     with right:
-        st.plotly_chart(kl_per_dimension_figure(usage.kl, usage.active), key="latent:kl", theme=None)
+        show_figure(kl_per_dimension_figure(usage.kl, usage.active), "latent:kl")
 
 
-choice = choose_model("latent:model", prefer="digits-2d")
-if choice is not None:
+def explore(choice: ModelChoice) -> None:
+    """Every section, in teaching order, for one trained model."""
     usage = latent_usage(choice.model, choice.dataset.x_test)
     explorer(choice)
     means = usage.means  # encoded once for both the map and the collapse section
@@ -188,3 +195,12 @@ if choice is not None:
     interpolation_section(choice)
     samples_section(choice)
     collapse_section(usage)
+
+
+# In presentation mode the model picker goes to the end of the page: the sliders and picture open the first screen.
+page_top, page_end = st.container(), st.container()
+with page_end if presenting() else page_top:
+    choice = choose_model("latent:model", prefer="digits-2d")
+if choice is not None:
+    with page_top:
+        explore(choice)

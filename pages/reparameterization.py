@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._session import ModelChoice, choose_model, show_images
+from pages._session import ModelChoice, choose_model, presenting, show_figure, show_images
 from vae.families import FAMILIES, Family, base_distribution, gradients_at, posterior_rsample, transform_demo
 from vae.figures import (
     coloured,
@@ -17,11 +17,14 @@ from vae.figures import (
 )
 from vae.graphs import computation_graph, to_svg
 
+TRANSFORM_HEIGHT = 360  # px: with the picker and sliders above it, the ε → z plot fits a 1280x720 screen
+
 st.title("The reparameterization trick")
-st.markdown(f"Sampling {coloured('z', 'z')} ~ q(z; params) blocks the gradient. Writing {coloured('z', 'z')} = "
-            f"g(params, {coloured('eps', 'noise')}), with the noise drawn from a fixed distribution, moves the "
-            f"randomness outside, so {coloured('z', 'z')} becomes a differentiable function of the parameters. "
-            "Pick a family and watch the noise turn into z.", unsafe_allow_html=True)
+if not presenting():  # on a projector the teacher says it: the picker, sliders and plot come first
+    st.markdown(f"Sampling {coloured('z', 'z')} ~ q(z; params) blocks the gradient. Writing {coloured('z', 'z')} = "
+                f"g(params, {coloured('eps', 'noise')}), with the noise drawn from a fixed distribution, moves the "
+                f"randomness outside, so {coloured('z', 'z')} becomes a differentiable function of the parameters. "
+                "Pick a family and watch the noise turn into z.", unsafe_allow_html=True)
 
 
 def family_controls() -> tuple[Family, dict[str, float], float]:
@@ -50,16 +53,18 @@ def g_sentence(family: Family) -> str:
 
 
 def transform_section(family: Family, params: dict[str, float], noise: float) -> None:
-    st.caption(f"{family.name}: {family.kind} route, base noise {family.base}. Each blue dot is one draw of the "
-               "noise (x) and the z it becomes (y); the black curve is the transform g.")
+    """The noise against z with the curve g, and beside it what g is and what backpropagation multiplies by."""
     demo = transform_demo(family, params)
     picked_z = float(family.transform(params, torch.tensor(noise, dtype=torch.float64)))
     symbol = "ε" if family.kind == "location-scale" else "u"
     left, right = st.columns([3, 2])
-    left.plotly_chart(transform_figure(demo.noise, demo.z, demo.curve_noise, demo.curve_z, (noise, picked_z),
-                                       symbol), key="reparam:transform", theme=None)
+    with left:
+        show_figure(transform_figure(demo.noise, demo.z, demo.curve_noise, demo.curve_z, (noise, picked_z), symbol,
+                                     height=TRANSFORM_HEIGHT), "reparam:transform")
+        st.caption(f"Each blue dot is one draw of the noise {symbol} (x) and the z it becomes (y); the dashed curve "
+                   "is the transform g.")
     with right:
-        st.latex(family.formula)
+        st.markdown(g_sentence(family))
         st.markdown(f"At {symbol} = {noise:.2f}, z = **{picked_z:.3f}**. Backpropagation multiplies the "
                     "incoming gradient ∂L/∂z by:")
         gradients = gradients_at(family, params, noise)
@@ -82,10 +87,11 @@ def densities_section(family: Family, params: dict[str, float], demo) -> None:
     with torch.no_grad():
         z_density = family.log_prob(torch.as_tensor(z_grid), params).exp().numpy()
     left, right = st.columns(2)
-    left.plotly_chart(density_figure(demo.noise, noise_grid, base.pdf(noise_grid), "eps", f"noise ({family.base})"),
-                      key="reparam:noise_density", theme=None)
-    right.plotly_chart(density_figure(demo.z, z_grid, z_density, "z", f"z ~ {family.name}"),
-                       key="reparam:z_density", theme=None)
+    with left:
+        show_figure(density_figure(demo.noise, noise_grid, base.pdf(noise_grid), "eps", f"noise ({family.base})"),
+                    "reparam:noise_density")
+    with right:
+        show_figure(density_figure(demo.z, z_grid, z_density, "z", f"z ~ {family.name}"), "reparam:z_density")
 
 
 def model_section() -> None:
@@ -113,8 +119,8 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
         z = posterior_rsample(choice.config.model.posterior, loc.expand(40, -1), scale.expand(40, -1), generator)
         decoded = choice.model.mean_image(choice.model.decode(z[:9]))  # (9, D)
     left, right = st.columns([3, 2])
-    left.plotly_chart(posterior_figure(loc[0].numpy(), scale[0].numpy(), z.numpy()), key="reparam:posterior",
-                      theme=None)
+    with left:
+        show_figure(posterior_figure(loc[0].numpy(), scale[0].numpy(), z.numpy()), "reparam:posterior")
     pictures = torch.cat([x, decoded]).reshape(-1, *shape).numpy()
     with right:
         show_images(pictures, 5, "First: the test image x. Then the decoder's output for nine draws "
@@ -125,7 +131,7 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
 
 def graph_section() -> None:
     st.subheader("The computation graph, before and after")
-    control, note = st.columns([1, 3], vertical_alignment="center")
+    control, note = st.columns([2, 5], vertical_alignment="center")  # room for both labels at presentation size
     view = control.segmented_control("Graph", ["Before the trick", "After the trick"], default="Before the trick",
                                      key="reparam:graph", label_visibility="collapsed")
     reparameterized = view == "After the trick"
@@ -142,6 +148,7 @@ def graph_section() -> None:
 
 
 def argument_section() -> None:
+    """The derivation, for a student reading alone; a class hears it (presentation mode hides it)."""
     with st.expander("The argument, step by step", expanded=False):
         st.markdown("**θ (decoder)**: the distribution we average over does not depend on θ, so the gradient "
                     "goes inside:")
@@ -159,8 +166,8 @@ def argument_section() -> None:
 
 
 family, params, noise = family_controls()
-st.markdown(g_sentence(family))
 transform_section(family, params, noise)
-argument_section()
+if not presenting():
+    argument_section()
 model_section()
 graph_section()

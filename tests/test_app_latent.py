@@ -1,10 +1,14 @@
 """AppTest of the Latent space page: it opens on a bundled model, sliders and buttons move z, uploads are checked."""
 
+import json
+
 import numpy as np
 import pytest
 
+from pages._session import PRESENTING_KEY
 from tests.conftest import open_app_page
 from vae.checkpoints import load_pretrained
+from vae.figures import PROJECTOR_SCALE
 from vae.latent import posterior_means
 
 
@@ -52,3 +56,22 @@ def test_a_bad_upload_is_refused(page):
     page.selectbox(key="latent:model").select("upload").run()
     assert not page.exception
     assert any("Upload" in s.label or "checkpoint" in s.label for s in page.get("file_uploader"))
+
+
+def test_presentation_mode_opens_on_the_sliders_and_the_picture(page):
+    normal_sizes = chart_font_sizes(page)
+    page.session_state[PRESENTING_KEY] = True
+    page.run()
+    assert not page.exception
+    assert [s.label for s in page.slider][:2] == ["z1", "z2"]
+    assert {b.label for b in page.button} >= {"Reset", "Random draw"}
+    assert not any(b.label == "Start from this image" for b in page.button)  # a click on the map does it
+    assert not any(n.key == "latent:image" for n in page.number_input)
+    assert not any("Every point z decodes" in m.value for m in page.markdown)  # the intro: the teacher says it
+    in_order = [node.key for node in page.main if getattr(node, "key", None) in ("latent:model", "latent:slider:0")]
+    assert in_order == ["latent:slider:0", "latent:model"]  # the model picker: after the rest, out of the way
+    assert chart_font_sizes(page) == [size * PROJECTOR_SCALE for size in normal_sizes]  # every chart, larger
+
+
+def chart_font_sizes(at) -> list[float]:
+    return [json.loads(chart.proto.spec)["layout"]["font"]["size"] for chart in at.get("plotly_chart")]

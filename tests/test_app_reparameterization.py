@@ -1,11 +1,14 @@
 """AppTest of the Reparameterization page: every family renders, the numbers shown are the right ones."""
 
+import json
 import re
 
 import pytest
 
+from pages._session import PRESENTING_KEY
 from tests.conftest import open_app_page
 from vae.families import FAMILIES
+from vae.figures import PROJECTOR_SCALE
 
 
 @pytest.fixture
@@ -66,3 +69,19 @@ def test_resample_and_other_bundled_model(page):
     next(b for b in page.button if "Resample" in b.label).click().run()
     assert not page.exception
     assert page.session_state["reparam:seed"] == 1
+
+
+def chart_font_sizes(at) -> list[float]:
+    return [json.loads(chart.proto.spec)["layout"]["font"]["size"] for chart in at.get("plotly_chart")]
+
+
+def test_presentation_mode_keeps_the_picker_sliders_and_plot_and_hides_the_rest(page):
+    normal_sizes = chart_font_sizes(page)
+    page.session_state[PRESENTING_KEY] = True
+    page.run()
+    assert not page.exception
+    assert page.selectbox(key="reparam:family").value == "gaussian"
+    assert {"reparam:gaussian:loc", "reparam:gaussian:scale", "reparam:gaussian:noise"} <= {s.key for s in page.slider}
+    assert not any("Pick a family" in m.value for m in page.markdown)  # the intro: the teacher says it
+    assert len(page.expander) == 0  # the derivation, for reading alone
+    assert chart_font_sizes(page) == [size * PROJECTOR_SCALE for size in normal_sizes]  # every chart, larger

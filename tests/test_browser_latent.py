@@ -64,10 +64,11 @@ def test_uploads_are_checked(tmp_path):
         page.get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="Upload a checkpoint (.safetensors)").click()
         wait_for_idle(page)
-        page.locator("input[type='file']").set_input_files(str(broken))
+        upload = page.locator("input[type='file'][accept*='.safetensors']")  # not the app's hidden preloaded one
+        upload.set_input_files(str(broken))
         page.get_by_text("That checkpoint was refused").wait_for(timeout=15_000)
         assert page.locator("[data-testid='stException']").count() == 0  # a sentence, never a traceback
         screenshot(page, "latent-bad-upload")
-        page.locator("input[type='file']").set_input_files(str(PRETRAINED_DIR / "digits.safetensors"))
+        upload.set_input_files(str(PRETRAINED_DIR / "digits.safetensors"))
         page.get_by_role("img", name="decoded from z").wait_for(timeout=15_000)
         assert page.get_by_text("That checkpoint was refused").count() == 0

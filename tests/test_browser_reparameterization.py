@@ -103,7 +103,7 @@ def test_direct_url_opens_the_page_with_navigation_and_graphs(app_url):
         page.get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="Cauchy").click()
         wait_for_idle(page)
-        page.get_by_text("Cauchy: inverse-CDF route").wait_for(timeout=10_000)
+        page.get_by_text("Cauchy is sampled through its inverse CDF").wait_for(timeout=10_000)
         page.locator(".js-plotly-plot").first.wait_for()
         screenshot(page, "reparameterization-cauchy")
 
