@@ -32,7 +32,8 @@ STYLE = """<style>
 </style>"""
 FIRST_SCREEN_SECONDS = 2.0  # about how long a browser takes to draw the first page; Start never waits for this
 # Presentation mode: everything in rem grows with the root font; plots grow in vae.figures.for_projector.
-PRESENTATION_STYLE = "<style>html { font-size: 19.5px !important; }</style>"
+PRESENTATION_STYLE = """<style>html { font-size: 19.5px !important; }
+[data-testid='stMainBlockContainer'] h1 { font-size: 2.1rem; padding-top: 0; }</style>"""
 
 
 def presentation_switch() -> None:

@@ -152,7 +152,8 @@ def choose_model(key: str, prefer: str | None = None) -> ModelChoice | None:
     """One picker for every page: the live training run (first, when there is one), a bundled checkpoint
     (`prefer` names which one comes first otherwise), or an uploaded one."""
     bundled = sorted(PRETRAINED, key=lambda name: name != prefer)
-    options = (["live"] if current_job() is not None else []) + bundled + ["upload"]
+    uploads = [] if presenting() else ["upload"]  # presentation mode: no file pickers in front of a class
+    options = (["live"] if current_job() is not None else []) + bundled + uploads
     labels = {"live": "The live training run (Train page)", "upload": "Upload a checkpoint (.safetensors)",
               **{name: f"Bundled: {text}" for name, text in PRETRAINED.items()}}
     source = st.selectbox("Which trained model?", options, format_func=labels.get, key=key)

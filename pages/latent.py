@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-import torch
 
 from pages._session import ModelChoice, choose_model, presenting, show_figure, show_images
 from vae.figures import kl_per_dimension_figure, latent_scatter_figure
@@ -17,7 +16,7 @@ from vae.latent import (
     projection_2d,
     traversal,
 )
-from vae.model import reconstruct, sample_prior
+from vae.model import prior_pictures, reconstruction_pairs
 
 MAX_SLIDERS = 16
 SLIDER_RANGE = 3.0
@@ -154,14 +153,12 @@ def interpolation_section(choice: ModelChoice) -> None:
 
 def samples_section(choice: ModelChoice) -> None:
     st.subheader("Samples and reconstructions")
-    shape = choice.config.model.input_shape
-    x = torch.as_tensor(choice.dataset.x_test[:10])
     left, right = st.columns(2)
     with left:
-        show_images(sample_prior(choice.model, 20).reshape(-1, *shape).numpy(), 10, "Decoded from 20 draws z ~ p(z).")
+        show_images(prior_pictures(choice.model, 20), 10, "Decoded from 20 draws z ~ p(z).")
     with right:
-        pairs = torch.cat([x, reconstruct(choice.model, x)]).reshape(-1, *shape).numpy()
-        show_images(pairs, 10, "Held-out originals (top) and their reconstructions.")
+        show_images(reconstruction_pairs(choice.model, choice.dataset.x_test[:10]), 10,
+                    "Held-out originals (top) and their reconstructions.")
 
 
 def collapse_section(usage) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-import torch
 
 from pages._session import ModelChoice, choose_model, presenting, show_figure, show_images
-from vae.families import FAMILIES, Family, base_distribution, gradients_at, posterior_rsample, transform_demo
+from vae.families import FAMILIES, Family, base_distribution, density_on, gradients_at, transform_at, transform_demo
 from vae.figures import (
     coloured,
     density_figure,
@@ -16,6 +15,7 @@ from vae.figures import (
     transform_figure,
 )
 from vae.graphs import computation_graph, to_svg
+from vae.latent import posterior_draws
 
 TRANSFORM_HEIGHT = 360  # px: with the picker and sliders above it, the ε → z plot fits a 1280x720 screen
 
@@ -55,7 +55,7 @@ def g_sentence(family: Family) -> str:
 def transform_section(family: Family, params: dict[str, float], noise: float) -> None:
     """The noise against z with the curve g, and beside it what g is and what backpropagation multiplies by."""
     demo = transform_demo(family, params)
-    picked_z = float(family.transform(params, torch.tensor(noise, dtype=torch.float64)))
+    picked_z = transform_at(family, params, noise)
     symbol = "ε" if family.kind == "location-scale" else "u"
     left, right = st.columns([3, 2])
     with left:
@@ -84,8 +84,7 @@ def densities_section(family: Family, params: dict[str, float], demo) -> None:
     # The central 96% of z: heavy tails (Cauchy) would otherwise squash the density into a spike.
     z_low, z_high = family.scipy_dist(family.resolve(params)).ppf([0.02, 0.98])
     z_grid = np.linspace(z_low, z_high, 300)
-    with torch.no_grad():
-        z_density = family.log_prob(torch.as_tensor(z_grid), params).exp().numpy()
+    z_density = density_on(family, params, z_grid)
     left, right = st.columns(2)
     with left:
         show_figure(density_figure(demo.noise, noise_grid, base.pdf(noise_grid), "eps", f"noise ({family.base})"),
@@ -111,19 +110,12 @@ def model_section() -> None:
 
 
 def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
-    shape = choice.config.model.input_shape
-    x = torch.as_tensor(choice.dataset.x_test[index : index + 1])  # (1, D)
-    with torch.no_grad():
-        loc, scale = choice.model.encode(x)  # (1, K) each
-        generator = torch.Generator().manual_seed(seed)
-        z = posterior_rsample(choice.config.model.posterior, loc.expand(40, -1), scale.expand(40, -1), generator)
-        decoded = choice.model.mean_image(choice.model.decode(z[:9]))  # (9, D)
+    draws = posterior_draws(choice.model, choice.dataset.x_test[index], seed=seed)
     left, right = st.columns([3, 2])
     with left:
-        show_figure(posterior_figure(loc[0].numpy(), scale[0].numpy(), z.numpy()), "reparam:posterior")
-    pictures = torch.cat([x, decoded]).reshape(-1, *shape).numpy()
+        show_figure(posterior_figure(draws.loc, draws.scale, draws.z), "reparam:posterior")
     with right:
-        show_images(pictures, 5, "First: the test image x. Then the decoder's output for nine draws "
+        show_images(draws.pictures, 5, "First: the test image x. Then the decoder's output for nine draws "
                     f"z = μ(x) + σ(x)·ε (model: {choice.label}).", tile=48)
     left.caption("A dimension with μ ≈ 0 and σ ≈ 1 for every image carries no information: its q(z|x) is the "
                  "prior (posterior collapse). The Latent space page counts them.")

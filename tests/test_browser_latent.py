@@ -1,5 +1,7 @@
 """In Chromium: moving a latent slider changes the decoded picture, without rerunning the whole page."""
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from tests.browser import browser_page, screenshot, serve_app, wait_for_idle
 
 
@@ -26,6 +28,26 @@ def test_slider_changes_the_decoded_image():
         screenshot(page, "latent-random-draw")
 
 
+POINT_OF_IMAGE_0 = """el => {
+    const trace = el._fullData.find(t => Array.from(t.customdata).includes(0));
+    const i = Array.from(trace.customdata).indexOf(0), layout = el._fullLayout;
+    const box = el.getBoundingClientRect();
+    return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[i]),
+            box.top + layout._size.t + layout.yaxis.l2p(trace.y[i]), [trace.x[i], trace.y[i]]];
+}"""
+
+
+def settled_point(page, chart) -> tuple[float, float, list[float]]:
+    """Where plotly drew test image 0's point, once the chart has stopped resizing (two equal readings)."""
+    previous = None
+    while True:
+        current = chart.evaluate(POINT_OF_IMAGE_0)
+        if current == previous:
+            return current
+        previous = current
+        page.evaluate("() => new Promise(done => setTimeout(done, 250))")  # the next reading, not a fixed wait
+
+
 def test_clicking_the_map_moves_the_sliders_there():
     with serve_app() as url, browser_page(height=1000) as page:
         page.goto(f"{url}/latent")
@@ -33,22 +55,16 @@ def test_clicking_the_map_moves_the_sliders_there():
         chart = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first
         chart.scroll_into_view_if_needed()
         chart.wait_for(timeout=30_000)
-        page.wait_for_timeout(500)
-        # Where plotly drew test image 0's point: data coordinates -> pixels within the chart.
-        x, y, point = chart.evaluate("""el => {
-            const trace = el._fullData.find(t => Array.from(t.customdata).includes(0));
-            const i = Array.from(trace.customdata).indexOf(0), layout = el._fullLayout;
-            const box = el.getBoundingClientRect();
-            return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[i]),
-                    box.top + layout._size.t + layout.yaxis.l2p(trace.y[i]), [trace.x[i], trace.y[i]]];
-        }""")
-        page.mouse.click(x, y)
-        wait_for_idle(page)
         z1 = page.locator("[data-testid='stSlider']").filter(has_text="z1").first.get_by_role("slider")
-        for _ in range(50):  # the rerun that moves the sliders
-            if float(z1.input_value()) != 0:
+        for _ in range(3):  # a click while the chart was still settling can miss the point: aim again
+            x, y, point = settled_point(page, chart)
+            page.mouse.click(x, y)
+            wait_for_idle(page)
+            try:
+                page.wait_for_function("e => parseFloat(e.value) !== 0", arg=z1.element_handle(), timeout=10_000)
                 break
-            page.wait_for_timeout(200)
+            except PlaywrightTimeout:
+                continue
         assert abs(float(z1.input_value()) - point[0]) <= 0.026  # the slider's step is 0.05
         screenshot(page, "latent-clicked")
 

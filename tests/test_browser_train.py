@@ -18,7 +18,7 @@ def app_url():
 
 
 def status(page) -> tuple[str, int]:
-    text = page.locator("p").filter(has_text=STATUS).first.inner_text()
+    text = page.get_by_text(STATUS).first.inner_text()
     match = STATUS.search(text)
     return match.group(1), int(match.group(2).replace(",", ""))
 
@@ -38,7 +38,7 @@ def test_start_grow_switch_page_and_back(app_url):
         wait_for_idle(page)
         page.keyboard.press("Escape")  # close the popover
         page.get_by_role("button", name="Start").click()
-        page.locator("p").filter(has_text="Running").first.wait_for(timeout=30_000)
+        page.get_by_text(STATUS).filter(has_text="Running").first.wait_for(timeout=30_000)
 
         chart = page.frame_locator("iframe[title='pages._live_plot.live_plot']").first.locator(".js-plotly-plot")
         chart.wait_for(timeout=30_000)
@@ -70,11 +70,11 @@ def test_start_grow_switch_page_and_back(app_url):
 
         page.get_by_role("link", name="Train").first.click()
         wait_for_idle(page)
-        page.locator("p").filter(has_text=STATUS).first.wait_for(timeout=10_000)
+        page.get_by_text(STATUS).first.wait_for(timeout=10_000)
         state, back_step = status(page)
         assert state in ("Running", "Finished") and back_step > later_step
         page.get_by_role("button", name="Pause").click()
-        page.locator("p").filter(has_text="Paused").first.wait_for(timeout=10_000)
+        page.get_by_text(STATUS).filter(has_text="Paused").first.wait_for(timeout=10_000)
         screenshot(page, "train-paused")
 
         with page.expect_download() as download:

@@ -510,6 +510,18 @@ def transform_demo(family: Family, params: Mapping[str, float], count: int = 300
     return TransformDemo(noise.numpy(), z.numpy(), curve_noise.numpy(), curve_z.numpy())
 
 
+def transform_at(family: Family, params: Mapping[str, float], noise_value: float) -> float:
+    """z = g(params, noise) at one noise value: the point the Reparameterization page picks."""
+    with torch.no_grad():
+        return float(family.transform(params, torch.tensor(noise_value, dtype=torch.float64)))
+
+
+def density_on(family: Family, params: Mapping[str, float], grid: np.ndarray) -> np.ndarray:
+    """The family's exact density at each point of `grid`, for drawing under a histogram of draws."""
+    with torch.no_grad():
+        return family.log_prob(torch.as_tensor(grid, dtype=torch.float64), params).exp().numpy()
+
+
 def gradients_at(family: Family, params: Mapping[str, float], noise_value: float) -> dict[str, float]:
     """dz/dparam at one noise value, by autograd through g: the numbers backpropagation multiplies by."""
     leaves = {name: torch.tensor(float(value), dtype=torch.float64, requires_grad=name in

@@ -67,8 +67,9 @@ def coloured(quantity: str, text: str) -> str:
 
 
 def _layout(x_title: str, height: int) -> dict[str, Any]:
+    # The stand-off keeps the two axes' first tick labels apart in the corner where they meet.
     axis = {"title": {"font": {"size": FONT_SIZE + 2}}, "tickfont": {"size": FONT_SIZE}, "gridcolor": "#e5e5e5",
-            "zeroline": False}
+            "zeroline": False, "ticklabelstandoff": 4}
     return {
         "height": height,
         "margin": {"l": 70, "r": 20, "t": 40, "b": 60},

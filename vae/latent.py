@@ -117,3 +117,25 @@ def projection_2d(means: np.ndarray) -> tuple[np.ndarray, str]:
     if means.shape[1] == 2:
         return means, "z"
     return PCA(n_components=2, random_state=0).fit_transform(means), "PC"
+
+
+@dataclass(frozen=True)
+class PosteriorDraws:
+    """q(z|x) for one image: its parameters, draws of z, and the image beside the decoder's output for some."""
+
+    loc: np.ndarray  # (K,)
+    scale: np.ndarray  # (K,)
+    z: np.ndarray  # (count, K)
+    pictures: np.ndarray  # (1 + decoded, H, W): the image x, then decoded draws
+
+
+@torch.no_grad()
+def posterior_draws(model: VAE, image: np.ndarray, count: int = 40, decoded: int = 9, seed: int = 0) -> PosteriorDraws:
+    """Encode `image` (D,), draw `count` z = g(mu(x), sigma(x), noise) with a seeded generator, decode `decoded`."""
+    x = torch.as_tensor(image, dtype=torch.float32).reshape(1, -1)  # (1, D)
+    loc, scale = model.encode(x)  # (1, K) each
+    generator = torch.Generator().manual_seed(seed)
+    z = posterior_rsample(model.config.posterior, loc.expand(count, -1), scale.expand(count, -1), generator)
+    images = torch.cat([x, model.mean_image(model.decode(z[:decoded]))])  # (1 + decoded, D)
+    pictures = images.reshape(-1, *model.config.input_shape).numpy()
+    return PosteriorDraws(loc[0].numpy(), scale[0].numpy(), z.numpy(), pictures)

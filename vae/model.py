@@ -96,10 +96,18 @@ def sample_prior(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def progress_pictures(model: VAE, images: np.ndarray, samples: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """What the Train page shows of a model: held-out `images` (N, D) over their reconstructions (2N, H, W), and
-    `samples` decoded fixed prior draws (samples, H, W), as float arrays in [0, 1]."""
-    shape = model.config.input_shape
+def reconstruction_pairs(model: VAE, images: np.ndarray) -> np.ndarray:
+    """Held-out `images` (N, D) over their reconstructions from mu(x): (2N, H, W) in [0, 1], for a picture."""
     x = torch.as_tensor(images, dtype=torch.float32)  # (N, D)
-    originals_and_reconstructions = torch.cat([x, reconstruct(model, x)]).reshape(-1, *shape)  # (2N, H, W)
-    return originals_and_reconstructions.numpy(), sample_prior(model, samples).reshape(-1, *shape).numpy()
+    return torch.cat([x, reconstruct(model, x)]).reshape(-1, *model.config.input_shape).numpy()
+
+
+@torch.no_grad()
+def prior_pictures(model: VAE, count: int) -> np.ndarray:
+    """`count` decoded fixed prior draws (count, H, W) in [0, 1]."""
+    return sample_prior(model, count).reshape(-1, *model.config.input_shape).numpy()
+
+
+def progress_pictures(model: VAE, images: np.ndarray, samples: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """What the Train page shows of a model: `reconstruction_pairs` of `images`, and `samples` prior pictures."""
+    return reconstruction_pairs(model, images), prior_pictures(model, samples)
