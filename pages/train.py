@@ -33,7 +33,7 @@ from vae.config import (
     user_settings,
 )
 from vae.data import DATASET_NAMES, DataError, Dataset, is_cached, load_npz
-from vae.figures import coloured, for_projector, held_out_figure, training_curves_figure
+from vae.figures import coloured, for_projector, held_out_figure, training_curves_figure, with_note
 from vae.metrics import EpochMetrics, JobSnapshot, JobStatus
 from vae.preview import bundled_preview
 
@@ -268,16 +268,17 @@ def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...
     double-click to reset; refreshes keep the zoom. `whose` says whose run it is."""
     # Presentation mode's larger text needs the width: the pictures go under the curves.
     steps, epochs, images = st.columns(2) + [None] if presenting() else st.columns([1.05, 1, 0.95])
+    # Both charts are drawn from the first moment, empty if need be: a chart that appeared only after the first
+    # steps (or epoch) pushed the page around and reloaded its frame right after Start.
     steps.markdown(f"**{whose}Training minibatches, per SGD step**")
-    if len(train["step"]):
-        with steps:
-            chart(training_curves_figure(train, height=chart_height()), "train:step_chart")
+    with steps:
+        chart(with_note(training_curves_figure(train, height=chart_height()),
+                        "" if len(train["step"]) else "The first steps appear in a moment."), "train:step_chart")
     epochs.markdown(f"**{whose}Held-out data, per epoch**" + (" (dotted: the published run)" if reference else ""))
-    if held_out:
-        with epochs:
-            chart(held_out_figure(held_out, reference, height=chart_height()), "train:epoch_chart")
-    else:
-        epochs.caption("The first point appears at the end of the first epoch.")
+    with epochs:
+        chart(with_note(held_out_figure(held_out, reference, height=chart_height()),
+                        "" if held_out else "The first point appears at the end of the first epoch."),
+              "train:epoch_chart")
     if pictures is not None:
         with images or st.container():
             show_pictures(*pictures)

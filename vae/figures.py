@@ -61,6 +61,14 @@ def for_projector(figure: go.Figure, scale: float = PROJECTOR_SCALE) -> go.Figur
     return figure
 
 
+def with_note(figure: go.Figure, note: str) -> go.Figure:
+    """`figure` with `note` in the middle of its plot (a chart that has no data yet says why), in place."""
+    if note:
+        figure.add_annotation(text=note, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                              font={"size": FONT_SIZE, "color": "#555555"})
+    return figure
+
+
 def coloured(quantity: str, text: str) -> str:
     """HTML for `text` in the quantity's colour, so the prose uses the charts' colours."""
     return f'<b style="color:{PALETTE[quantity]}">{text}</b>'
