@@ -13,7 +13,7 @@ import streamlit as st
 
 from vae import warmup
 from vae.config import PRETRAINED, TrainConfig
-from vae.data import DataError, Dataset, load_dataset
+from vae.data import DataError, Dataset, load_named_dataset
 from vae.figures import for_projector, image_grid, png_data_uri
 
 if TYPE_CHECKING:  # torch loads in the background (vae.warmup): the first screen must not wait for it
@@ -40,8 +40,9 @@ _leave_legacy_multipage_mode()
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def cached_dataset(name: str) -> Dataset:
-    """Shared by all sessions (read-only arrays). A failed download falls back to the bundled digits."""
-    return load_dataset(name, fallback_to_digits=True)
+    """Shared by all sessions (read-only arrays). A failed download falls back to the bundled digits. Names only,
+    never paths: an uploaded checkpoint's config names its dataset, and that name is the user's to write."""
+    return load_named_dataset(name, fallback_to_digits=True)
 
 
 def remembered(key: str, default: Any) -> Any:

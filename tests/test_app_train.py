@@ -142,10 +142,10 @@ def test_start_waits_for_the_warm_up_before_loading_anything(monkeypatch):
     from vae import warmup
 
     calls = []
-    real_load = session.load_dataset
+    real_load = session.load_named_dataset
     monkeypatch.setattr(warmup, "is_ready", lambda: False)
     monkeypatch.setattr(warmup, "wait", lambda timeout=None: calls.append("wait") or True)
-    monkeypatch.setattr(session, "load_dataset", lambda *a, **k: calls.append("load") or real_load(*a, **k))
+    monkeypatch.setattr(session, "load_named_dataset", lambda *a, **k: calls.append("load") or real_load(*a, **k))
     at = open_app_page()
     at.session_state["train:epochs"] = 1
     button(at, "Start").click().run()

@@ -402,3 +402,24 @@ def test_is_cached_sees_the_four_files(tmp_path: Path) -> None:
         (tmp_path / "mnist" / fname).write_bytes(b"x")
     assert data.is_cached("mnist", tmp_path)
     assert not data.is_cached("fashion-mnist", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["ABSOLUTE", "../secret.npz", "digits/../../secret.npz", "secret.npz"])
+def test_a_dataset_named_by_a_file_is_a_known_name_never_a_path(tmp_path, monkeypatch, name):
+    """A checkpoint's config names its dataset. Set to a path, it made the Latent page load that .npz from the
+    server's disk; only the app's own dataset names may be loaded by name."""
+    from vae.data import load_dataset, load_named_dataset
+
+    secret = tmp_path / "secret.npz"
+    np.savez(secret, x_train=np.zeros((4, 8, 8), np.uint8), x_test=np.zeros((2, 8, 8), np.uint8))
+    monkeypatch.chdir(tmp_path)
+    name = str(secret) if name == "ABSOLUTE" else name
+    assert len(load_dataset(str(secret)).x_train) == 4  # a path does load through the general loader...
+    with pytest.raises(DataError, match="not one this app provides"):
+        load_named_dataset(name)  # ...but never through the one the app uses for names from files
+
+
+def test_the_app_loads_datasets_by_name_only():
+    """Every dataset the pages load by name goes through load_named_dataset (the shared cache does)."""
+    source = (Path(__file__).resolve().parent.parent / "pages" / "_session.py").read_text()
+    assert "load_named_dataset(name" in source and "load_dataset(" not in source

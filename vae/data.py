@@ -441,6 +441,15 @@ def load_npz(source: str | Path | bytes | BinaryIO) -> Dataset:
 # One entry point for the app and the CLI
 
 
+def load_named_dataset(name: str, **options) -> Dataset:
+    """One of `DATASET_NAMES`, never a path. For every name the app did not choose itself, above all the dataset
+    a checkpoint's config names: a file from a user must not make the server read a file of its own."""
+    if name not in DATASET_NAMES:
+        choices = ", ".join(repr(n) for n in DATASET_NAMES)
+        raise DataError(f"The dataset {name[:80]!r} is not one this app provides ({choices}).")
+    return load_dataset(name, **options)
+
+
 def load_dataset(
     name_or_path: str,
     data_dir: str | Path | None = None,
