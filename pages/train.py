@@ -24,11 +24,11 @@ from pages._session import (
 )
 from vae import warmup
 from vae.config import (
-    PRETRAINED_DIR,
     Device,
     TrainConfig,
     config_from_settings,
     preset_config,
+    pretrained_path,
     reference_test_loss,
     user_settings,
 )
@@ -307,14 +307,13 @@ def download(job: TrainingJob | None) -> None:
     """The checkpoint of the run on screen: the live one, or the bundled one before anything trains."""
     if presenting():
         return
-    data, name = (job.checkpoint, "vae.safetensors") if job else (bundled_checkpoint_path().read_bytes,
+    data, name = (job.checkpoint, "vae.safetensors") if job else (pretrained_path(BUNDLED_RUN).read_bytes,
                                                                      f"{BUNDLED_RUN}-bundled.safetensors")
     st.download_button("Download checkpoint (.safetensors)", data=data, file_name=name,
                        mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 
 
-def bundled_checkpoint_path():
-    return PRETRAINED_DIR / f"{BUNDLED_RUN}.safetensors"
+
 
 
 with st.container(key="train_page"):  # app.py's style gives it tighter gaps: one run on one projector screen

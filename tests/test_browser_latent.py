@@ -70,7 +70,7 @@ def test_clicking_the_map_moves_the_sliders_there():
 
 
 def test_uploads_are_checked(tmp_path):
-    from vae.checkpoints import PRETRAINED_DIR
+    from vae.config import PRETRAINED_DIR
 
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"definitely not a checkpoint")

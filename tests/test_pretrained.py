@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from vae.checkpoints import PRETRAINED, PRETRAINED_DIR, load_checkpoint, load_pretrained
+from vae.checkpoints import load_checkpoint, load_pretrained
 from vae.cli import main
-from vae.config import preset_config
+from vae.config import PRETRAINED, PRETRAINED_DIR, preset_config
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

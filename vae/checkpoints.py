@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from vae.config import PRETRAINED, PRETRAINED_DIR, ConfigError, TrainConfig
+from vae.config import PRETRAINED, ConfigError, TrainConfig, pretrained_path
 from vae.model import VAE
 
 FORMAT = "reparam-lab/1"
@@ -120,4 +120,4 @@ def load_pretrained(name: str) -> Checkpoint:
     """One of the bundled checkpoints in `PRETRAINED`."""
     if name not in PRETRAINED:
         raise CheckpointError(f"There is no bundled checkpoint {name!r}; choose one of {', '.join(PRETRAINED)}.")
-    return load_checkpoint(PRETRAINED_DIR / f"{name}.safetensors")
+    return load_checkpoint(pretrained_path(name))

@@ -56,6 +56,11 @@ PRETRAINED_DIR = Path(__file__).with_name("pretrained")
 PRETRAINED = {"digits": "digits, 8-D latent", "digits-2d": "digits, 2-D latent"}
 
 
+def pretrained_path(name: str) -> Path:
+    """Where the bundled checkpoint `name` (a key of PRETRAINED) lies."""
+    return PRETRAINED_DIR / f"{name}.safetensors"
+
+
 class ConfigError(ValueError):
     """A configuration value out of range; the message is a sentence for the user."""
 

@@ -281,8 +281,8 @@ class _Runner:
         every = self.variance_probe_every
         if not every or self.config.model.posterior != "gaussian":
             return
-        steps = self.publisher.snapshot().gradient_variance["step"]
-        if len(steps) and trainer.step_count // every <= steps[-1] // every:
+        last = self.publisher.last_variance_step
+        if last is not None and trainer.step_count // every <= last // every:
             return
         with self._model_lock:
             variance = trainer.encoder_gradient_variance()

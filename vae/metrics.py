@@ -159,6 +159,12 @@ class RunPublisher:
             self.status, self.message, self.diverged = JobStatus.PAUSED, message, True
 
     @property
+    def last_variance_step(self) -> int | None:
+        with self.lock:
+            steps = self.variance_history.arrays()["step"]
+            return int(steps[-1]) if len(steps) else None
+
+    @property
     def epochs_done(self) -> int:
         with self.lock:
             return len(self.held_out)

@@ -7,6 +7,7 @@ while PyTorch is still loading in the background.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
-from vae.config import PRETRAINED_DIR, TrainConfig
+from vae.config import TrainConfig, pretrained_path
 from vae.metrics import EpochMetrics
 
 PICTURED_IMAGES = 10  # held-out images shown with their reconstructions
@@ -38,7 +39,7 @@ def read_run_metadata(checkpoint: str | Path) -> tuple[TrainConfig, dict]:
     """The config and metrics a checkpoint file carries, read from its header alone (no tensors, no torch)."""
     with safe_open(str(checkpoint), framework="np") as file:
         metadata = file.metadata()
-    return TrainConfig.from_dict(json.loads(metadata["config"])), json.loads(metadata.get("metrics", "{}"))
+    return TrainConfig.from_json(metadata["config"]), json.loads(metadata.get("metrics", "{}"))
 
 
 def load_preview(checkpoint: str | Path) -> RunPreview:
@@ -51,8 +52,10 @@ def load_preview(checkpoint: str | Path) -> RunPreview:
     return RunPreview(config, train, held_out, reconstructions, samples)
 
 
+@functools.cache
 def bundled_preview(name: str) -> RunPreview:
-    return load_preview(PRETRAINED_DIR / f"{name}.safetensors")
+    """Read once per process: the Train page's first screen redraws it twice a second. Never mutate it."""
+    return load_preview(pretrained_path(name))
 
 
 def preview_pictures(checkpoint: str | Path) -> dict[str, np.ndarray]:

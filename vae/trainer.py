@@ -23,11 +23,11 @@ from vae.config import TrainConfig
 from vae.data import Dataset
 from vae.elbo import elbo_terms, training_loss
 from vae.encoder_gradients import encoder_gradient_samples, mean_variance
-from vae.metrics import EpochMetrics
+from vae.metrics import TRAIN_METRICS, EpochMetrics
 from vae.model import VAE, build_model
 
 BASELINE_DECAY = 0.9  # score-function training: moving average of log p(x|z), the control variate
-STEP_METRICS = ("elbo", "reconstruction", "kl", "grad_norm", "finite")  # the row `step` returns, in order
+STEP_METRICS = (*TRAIN_METRICS, "finite")  # the row `step` returns, in order
 
 
 def resolve_device(name: str) -> torch.device:
