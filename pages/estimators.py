@@ -1,21 +1,46 @@
-"""Estimators: score function (REINFORCE) against pathwise (reparameterization), exactly on toy costs, then
-inside a real VAE, then in a race."""
+"""Estimators: score function (REINFORCE), pathwise (reparameterization) and measure-valued, exactly on toy
+costs, then inside a real VAE, then in a race."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages._links import open_link, unless_hidden, update_link
 from pages._live_plot import live_plotly_chart
-from pages._session import ModelChoice, cached_dataset, choose_model, presenting, show_figure, start_jobs
-from vae.baselines import BASELINES
-from vae.config import preset_config
+from pages._session import (
+    RACE_KEY,
+    ModelChoice,
+    choose_model,
+    fragment,
+    model_link,
+    presenting,
+    show_figure,
+    start_race,
+)
+from vae import links
+from vae.control_variates import VARIANCE_REDUCTIONS
+from vae.discrete import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    DiscreteEstimator,
+    DiscreteRace,
+    EstimatorQuality,
+    discrete_race,
+    estimator_quality,
+    toy_problem,
+)
 from vae.encoder_gradients import encoder_noise_comparison
 from vae.families import FAMILIES
 from vae.figures import (
+    ESTIMATOR_LABELS,
     coloured,
+    discrete_quality_figure,
+    discrete_race_figure,
     estimates_histogram_figure,
     for_projector,
     race_elbo_figure,
@@ -29,66 +54,106 @@ from vae.variance_lab import (
     TIMED_DRAWS,
     TIMING_ROUNDS,
     TIMING_WARMUP,
-    EstimatorTiming,
+    Spread,
     ToyLab,
     ToySetting,
+    WorkComparison,
     toy_lab_results,
+    unbiased_estimators,
+    work_comparison,
 )
 
-RACE_KEY = "estimators:race"
-BASELINE_LABELS = {"none": "none", "moving_average": "moving average", "optimal": "optimal constant"}
+BASELINE_LABELS = {"none": "none", "moving_average": "moving average", "optimal": "optimal constant",
+                   "delta": "delta method", "delta_optimal": "delta method, optimal β",
+                   "delta_quadratic": "delta method, quadratic"}
+UNRELIABLE = "cannot be computed reliably here"
+SAMPLE_COUNTS = [1, 2, 4, 8, 16, 32, 64, 128]
+TEMPERATURE_SCHEDULES = ["fixed", "annealed"]  # the discrete race's temperature: fixed τ, or τ down to 0.1
+LINK = [  # this page's settings in a class link (pages/_links.py)
+    links.choice("cost", "estimators:cost", next(iter(COSTS)), COSTS),
+    links.number("mu", "estimators:mu", 1.0, -3.0, 3.0),
+    links.number("sigma", "estimators:sigma", 1.0, 0.1, 3.0),
+    *(links.number("k", f"estimators:k:{name}", float(cost.default_k), *map(float, cost.k_range), when=("cost", name))
+      for name, cost in COSTS.items()),
+    links.number("K", "estimators:K", 1, 1, SAMPLE_COUNTS[-1], integer=True, choices=SAMPLE_COUNTS),
+    links.choice("gradient", "estimators:parameter", next(iter(PARAMETERS)), PARAMETERS),
+    links.choice("baseline", "estimators:baseline", VARIANCE_REDUCTIONS[0], VARIANCE_REDUCTIONS),
+    model_link("estimators:model"),
+    links.number("repetitions", "estimators:repetitions", 200, 50, 500, integer=True),
+    links.choice("vae_baseline", "estimators:vae_baseline", "moving_average", VARIANCE_REDUCTIONS),
+    links.number("race_epochs", "estimators:race_epochs", 150, 5, 1000, integer=True),
+    links.number("categories", "estimators:categories", 3, 2, 10, integer=True),
+    links.number("temperature", "estimators:temperature", 1.0, MIN_TEMPERATURE, MAX_TEMPERATURE),
+    links.choice("anneal", "estimators:anneal", "fixed", TEMPERATURE_SCHEDULES),
+]
 
 st.title("Which gradient estimator?")
 if not presenting():  # a class hears this from the teacher; the lab's charts get the room
-    st.markdown(f"Both estimators are unbiased; the question is how noisy they are. The "
-                f"{coloured('pathwise', 'pathwise')} (reparameterization) estimator differentiates f through "
-                f"z = μ + σ·ε; the {coloured('score_function', 'score function')} (REINFORCE) only weighs f(z) "
-                "by ∇ log q(z). The lecture says the first has far lower variance. Measure it, and find where it "
-                "fails.", unsafe_allow_html=True)
+    st.markdown(f"Three unbiased estimators; the question is how noisy they are. The "
+                f"{coloured('pathwise', 'pathwise')} estimator differentiates f through z = μ + σ·ε, the "
+                f"{coloured('score_function', 'score function')} weighs f(z) by ∇ log q(z), the "
+                f"{coloured('measure_valued', 'measure-valued')} one differences f at two draws pulled apart. "
+                "Measure which is least noisy, and where.", unsafe_allow_html=True)
 
 
 def toy_controls() -> tuple[ToySetting, int, str]:
-    columns = st.columns([3, 2, 2, 2, 2])
-    cost = columns[0].selectbox("Cost f(z)", list(COSTS), key="estimators:cost")
-    mu = columns[1].slider("μ", -3.0, 3.0, 1.0, 0.1, key="estimators:mu")
-    sigma = columns[2].slider("σ", 0.1, 3.0, 1.0, 0.1, key="estimators:sigma")
+    """The lab's controls, two to a row in one column beside its histogram (all on a projector's first screen)."""
+    columns = st.columns(2)
+    cost = unless_hidden("cost", "estimators:cost", next(iter(COSTS)),
+                         lambda: columns[0].selectbox("Cost f(z)", list(COSTS), key="estimators:cost"))
+    columns[1].latex(COSTS[cost].latex)
+    columns = st.columns(2)
+    mu = unless_hidden("mu", "estimators:mu", 1.0,
+                       lambda: columns[0].slider("μ", -3.0, 3.0, 1.0, 0.1, key="estimators:mu"))
+    sigma = unless_hidden("sigma", "estimators:sigma", 1.0,
+                          lambda: columns[1].slider("σ", 0.1, 3.0, 1.0, 0.1, key="estimators:sigma"))
+    columns = st.columns(2)
     low, high = COSTS[cost].k_range  # each cost has its own sensible range (exp(k z) overflows quickly)
-    k = columns[3].slider("k", float(low), float(high), float(COSTS[cost].default_k), 0.1, key=f"estimators:k:{cost}")
-    samples = columns[4].select_slider("K (samples per estimate)", [1, 2, 4, 8, 16, 32, 64, 128], 1,
-                                       key="estimators:K")
-    columns = st.columns([3, 3, 4])
-    parameter = columns[0].radio("Gradient with respect to", list(PARAMETERS), format_func=PARAMETERS.get,
-                                 horizontal=True, key="estimators:parameter")
-    baseline = columns[1].selectbox("Score-function baseline", BASELINES, format_func=BASELINE_LABELS.get,
-                                    key="estimators:baseline")
-    columns[2].latex(COSTS[cost].latex)
+    default_k, k_key = float(COSTS[cost].default_k), f"estimators:k:{cost}"
+    k = unless_hidden("k", k_key, default_k,
+                      lambda: columns[0].slider("k", float(low), float(high), default_k, 0.1, key=k_key))
+    samples = unless_hidden("K", "estimators:K", 1, lambda: columns[1].select_slider(
+        "K (samples per estimate)", SAMPLE_COUNTS, 1, key="estimators:K"))
+    columns = st.columns(2)
+    parameter = unless_hidden("gradient", "estimators:parameter", next(iter(PARAMETERS)), lambda: columns[0].radio(
+        "Gradient in", list(PARAMETERS), format_func=PARAMETERS.get, horizontal=True, key="estimators:parameter"))
+    baseline = unless_hidden("baseline", "estimators:baseline", VARIANCE_REDUCTIONS[0], lambda: columns[1].selectbox(
+        "Score-function baseline", VARIANCE_REDUCTIONS, format_func=BASELINE_LABELS.get, key="estimators:baseline"))
     return ToySetting(cost, mu, sigma, k, baseline), samples, parameter
 
 
-@st.fragment
+@fragment
 def toy_lab() -> None:
     """A fragment: moving a toy slider reruns only this section, not the VAE below."""
     st.subheader("1 · The variance lab, checked against exact values")
-    setting, samples, parameter = toy_controls()
-    if COSTS[setting.cost].note:
-        st.info(COSTS[setting.cost].note, icon=":material/lightbulb:")
+    controls, histogram = st.columns([2, 3], gap="medium")
+    with controls:
+        setting, samples, parameter = toy_controls()
     lab = cached_toy_lab(setting, samples, parameter)
     if lab is None:
-        st.warning("At these settings the numbers overflow: f(z) grows too fast for any estimate to mean "
-                   "anything. Lower k or σ.", icon=":material/warning:")
+        histogram.warning("At these settings the numbers overflow: f(z) grows too fast for any estimate to mean "
+                          "anything. Lower k or σ.", icon=":material/warning:")
         return
-    left, right = st.columns(2)
-    with left:
+    with histogram:
         show_figure(estimates_histogram_figure(lab.estimates, lab.exact_gradient,
-                                               f"estimate of ∂E[f]/∂{PARAMETERS[parameter]}"), "estimators:histogram")
-        st.caption(f"{len(next(iter(lab.estimates.values()))):,} estimates by each estimator, each the mean of "
-                   f"K = {samples} {'draw' if samples == 1 else 'draws'}; the dashed line is the exact gradient.")
-    with right:
-        curve = lab.curve
-        show_figure(variance_curve_figure(curve.num_samples, curve.empirical, curve.exact), "estimators:curve")
+                                               f"estimate of ∂E[f]/∂{PARAMETERS[parameter]}", height=400),
+                    "estimators:histogram")
+        if not math.isfinite(lab.exact_gradient):
+            st.caption(f"The exact gradient {UNRELIABLE}.")
+        elif not presenting():
+            st.caption(f"{len(next(iter(lab.estimates.values()))):,} estimates by each estimator, each the mean of "
+                       f"K = {samples} {'draw' if samples == 1 else 'draws'}; the dashed line is the exact gradient. "
+                       f"The score function uses the baseline chosen on the left.")
+    if COSTS[setting.cost].note:
+        st.info(COSTS[setting.cost].note, icon=":material/lightbulb:")
+    curve, work = st.columns(2, gap="medium")
+    with curve:
+        show_figure(variance_curve_figure(lab.curve.num_samples, lab.curve.empirical, lab.curve.exact),
+                    "estimators:curve")
         st.caption("Lines: exact variance (the single-sample variance divided by K). Circles: measured, from "
-                   "400 estimates at each K.")
-    comparison(setting, samples, lab.variance, lab.timing)
+                   "400 estimates at each K." + unreliable_note(lab))
+    with work:
+        comparison(setting, samples, lab)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -96,52 +161,85 @@ def cached_toy_lab(setting: ToySetting, samples: int, parameter: str) -> ToyLab 
     return toy_lab_results(setting, samples, parameter)
 
 
-def comparison(setting: ToySetting, samples: int, variance: dict[str, float], timing: EstimatorTiming) -> None:
-    """The variance ratio, and the same after charging each estimator for its compute time."""
-    if not COSTS[setting.cost].pathwise_unbiased:
+def unreliable_note(lab: ToyLab) -> str:
+    missing = [ESTIMATOR_LABELS[name] for name, value in lab.variance.items() if not math.isfinite(value)]
+    return f" The exact variance of the {' and the '.join(missing)} estimator {UNRELIABLE}." if missing else ""
+
+
+def comparison(setting: ToySetting, samples: int, lab: ToyLab) -> None:
+    """Each estimator's variance, and the same after charging it for its evaluations of f and its compute time."""
+    estimators = unbiased_estimators(setting.cost)
+    if all(lab.variance[name] == 0 for name in estimators):
+        st.info("f is constant at these settings: every estimate is exactly the true gradient.")
+        return
+    work = work_comparison(lab, estimators)
+    st.markdown(work_table(lab, work, estimators))
+    st.markdown(work_verdict(work))
+    if "pathwise" not in estimators:
         st.warning("f jumps here, so the pathwise estimator is biased (it never sees the jump): its low variance "
-                   "buys nothing. Only the score function estimates this gradient.", icon=":material/warning:")
-        return
-    if variance["pathwise"] == 0 and variance["score_function"] == 0:
-        st.info("f is constant at these settings: every estimate of both estimators is exactly the true gradient.")
-        return
-    seconds = timing.median_seconds()
-    columns = st.columns([3, 2, 2, 4])
-    columns[0].metric("Variance ratio, score / pathwise", _ratio(variance["score_function"], variance["pathwise"]))
-    columns[1].metric("Pathwise time", _duration(seconds["pathwise"]), help=TIME_HELP)
-    columns[2].metric("Score-function time", _duration(seconds["score_function"]), help=TIME_HELP)
-    if variance["pathwise"] == 0:
-        columns[3].metric("Work-normalised ratio (variance × time)", "∞")
-    else:
-        work = timing.work_ratio(variance)
-        columns[3].metric("Work-normalised ratio (variance × time)",
-                          f"{_number(work.median)}× ({_number(work.low)}–{_number(work.high)})")
-        st.markdown(WORK_VERDICTS[work.side_of(1.0)])
-    st.caption(f"Exact single-sample variances divided by K = {samples}. A ratio above 1 means the pathwise "
-               "estimator wins; the work-normalised ratio also charges each estimator for its compute time. "
-               f"Timing: each estimator on one CPU thread, on one fixed batch of {TIMED_DRAWS:,} draws, after "
-               f"{TIMING_WARMUP} warm-up rounds, then {TIMING_ROUNDS} rounds that alternate the two back to back; "
-               f"the figure is the median of the {TIMING_ROUNDS} paired ratios, the range in brackets the middle "
-               "half of them.")
+                   "buys nothing.", icon=":material/warning:")
+    if not presenting():
+        st.caption(f"Exact variances of a K = {samples} estimate. Work-normalised: variance × evaluations of f "
+                   "(f' counted as one) and variance × time, over the least of each (1× = the best for that "
+                   f"budget). Timing: each estimator on one CPU thread, on one fixed batch of {TIMED_DRAWS:,} draws, "
+                   f"after {TIMING_WARMUP} warm-up rounds, then {TIMING_ROUNDS} rounds that alternate them back to "
+                   "back; the time ratio is the median of the paired ratios, the range in brackets the middle half.")
 
 
-TIME_HELP = "The median time of one K-sample estimate, over the timed rounds."
-WORK_VERDICTS = {
-    1: "For the same compute time the **pathwise** estimator is less noisy: the whole range lies above 1.",
-    -1: "For the same compute time the **score function** is less noisy: the whole range lies below 1.",
-    0: "**Too close to call** for the same compute time: the range straddles 1, so timing noise could tip it.",
-}
+def work_table(lab: ToyLab, work: WorkComparison, estimators: list[str]) -> str:
+    """A markdown table, one column per estimator (headed in its colour), one row per measure."""
+    seconds = lab.timing.median_seconds()
+    reliable = {name: math.isfinite(lab.variance[name]) for name in estimators}
+    rows = {
+        "variance": [_number(lab.variance[n]) if reliable[n] else UNRELIABLE for n in estimators],
+        "f evaluations": [f"{lab.evaluations[n]:,}" for n in estimators],
+        "time": [_duration(seconds[n]) for n in estimators],
+        "variance × evaluations": [_times(work.by_evaluations[n]) if reliable[n] else "" for n in estimators],
+        "variance × time": [_spread(work.by_time[n]) if reliable[n] else "" for n in estimators],
+    }
+    header = " | ".join(f":{COLOUR_NAMES[n]}[**{ESTIMATOR_LABELS[n]}**]" for n in estimators)
+    lines = [f"| | {header} |", "|---|" + "--:|" * len(estimators)]
+    lines += [f"| {measure} | {' | '.join(cells)} |" for measure, cells in rows.items()]
+    return "\n".join(lines)
 
 
-def _ratio(numerator: float, denominator: float) -> str:
-    if denominator == 0:
-        return "∞" if numerator > 0 else "equal"
-    return f"{numerator / denominator:,.3g}×"
+# Streamlit's own text colours closest to the charts' (markdown tables take no HTML).
+COLOUR_NAMES = {"pathwise": "green", "score_function": "orange", "measure_valued": "blue"}
+
+
+def work_verdict(work: WorkComparison) -> str:
+    by_evaluations, by_time = work.best("evaluations"), work.best("time")
+    if by_evaluations is None:
+        return f"The exact variances {UNRELIABLE}."
+    if work.too_close_to_call():
+        return (f"For the same evaluations of f the **{ESTIMATOR_LABELS[by_evaluations]}** estimator is least noisy; "
+                "for the same time it is **too close to call** (timing noise could tip it).")
+    if by_time == by_evaluations:
+        return (f"For the same evaluations of f and for the same time, the **{ESTIMATOR_LABELS[by_time]}** estimator "
+                "is least noisy.")
+    return (f"For the same evaluations of f the **{ESTIMATOR_LABELS[by_evaluations]}** estimator is least noisy; "
+            f"for the same time, the **{ESTIMATOR_LABELS[by_time]}** one.")
+
+
+def _spread(spread: Spread) -> str:
+    """The median ratio with the middle half of the rounds' ratios: 3.2× (2.9–3.6); ∞× or 1× alone."""
+    if spread.low == spread.high:
+        return _times(spread.median)
+    return f"{_times(spread.median)} ({_short(spread.low)}–{_short(spread.high)})"
+
+
+def _times(ratio: float) -> str:
+    return f"{_short(ratio)}×"
+
+
+def _short(ratio: float) -> str:
+    """Two significant digits (0.95, 6.7, 41, 1.2e+03): a ratio needs no more, and a table cell has no room."""
+    return "∞" if ratio == math.inf else f"{ratio:.2g}"
 
 
 def _number(value: float) -> str:
-    """Two significant digits below 10 (0.95, 6.7), whole numbers above (41, 1,234): short enough for a metric."""
-    return f"{value:.2g}" if value < 10 else f"{value:,.0f}"
+    """Three significant digits (0.393, 4, 15.2, 1.23e+04)."""
+    return f"{value:.3g}"
 
 
 def _duration(seconds: float) -> str:
@@ -151,7 +249,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-@st.fragment
+@fragment
 def vae_section() -> None:
     st.subheader("2 · Inside a real VAE")
     st.markdown("One fixed minibatch of 64 held-out images; many estimates of the gradient of E_q[log p(x|z)] "
@@ -164,7 +262,8 @@ def vae_section() -> None:
     if not presenting():
         columns = st.columns(2)
         repetitions = columns[0].slider("Repetitions", 50, 500, repetitions, 50, key="estimators:repetitions")
-        baseline = columns[1].selectbox("Score-function baseline", BASELINES, index=BASELINES.index(baseline),
+        baseline = columns[1].selectbox("Score-function baseline", VARIANCE_REDUCTIONS,
+                                        index=VARIANCE_REDUCTIONS.index(baseline),
                                         format_func=BASELINE_LABELS.get, key="estimators:vae_baseline")
     with st.spinner("Estimating…"):
         table = encoder_noise_table(choice, repetitions, baseline)
@@ -207,11 +306,7 @@ def race_section() -> None:
     columns = st.columns([1, 1, 3])
     epochs = columns[2].slider("Epochs", 5, 1000, 150, 5, key="estimators:race_epochs")
     if columns[0].button("Start the race", type="primary", icon=":material/flag:"):
-        config = preset_config("digits").replace(epochs=epochs)
-        configs = {name: config.replace(encoder_gradient=name) for name in ("pathwise", "score_function")}
-        previous = st.session_state.get(RACE_KEY) or {}
-        st.session_state[RACE_KEY] = start_jobs(configs, cached_dataset("digits"), replacing=previous.values(),
-                                                variance_probe_every=25)
+        start_race(epochs)
     racers = st.session_state.get(RACE_KEY)
     if columns[1].button("Stop", icon=":material/stop:", disabled=not racers):
         for job in racers.values():
@@ -220,7 +315,7 @@ def race_section() -> None:
         race_view()
 
 
-@st.fragment(run_every=0.5)
+@fragment(run_every=0.5)
 def race_view() -> None:
     racers = st.session_state[RACE_KEY]
     snapshots = {name: job.snapshot() for name, job in racers.items()}
@@ -235,11 +330,63 @@ def race_view() -> None:
                           key="estimators:race_variance")
 
 
+def discrete_section() -> None:
+    """One categorical over K categories, cost ||z - target||^2: every expectation is an exact sum, so each
+    estimator's bias and variance are measured against the truth, and a race shows what they do to SGD."""
+    st.subheader("4 · Discrete latents: three ways through a category")
+    if not presenting():
+        st.markdown(f"z is one of K categories with probabilities softmax(θ), and f(z) = ‖z − target‖². The "
+                    f"{coloured('score_function', 'score function')} (baseline E[f], exact here; a VAE uses a running "
+                    "mean) stays unbiased; the "
+                    f"{coloured('gumbel_softmax', 'Gumbel-softmax')} differentiates f at the relaxed sample; "
+                    f"{coloured('straight_through', 'straight-through')} evaluates f at the one-hot z and "
+                    "backpropagates as if it were relaxed. The exact gradient is a sum over the K categories.",
+                    unsafe_allow_html=True)
+    columns = st.columns(3)
+    categories = columns[0].slider("Categories K", 2, 10, 3, key="estimators:categories")
+    temperature = columns[1].slider("Temperature τ", MIN_TEMPERATURE, MAX_TEMPERATURE, 1.0, 0.05,
+                                    key="estimators:temperature")
+    schedule = columns[2].segmented_control("τ in the race", TEMPERATURE_SCHEDULES, default="fixed",
+                                            key="estimators:anneal", help="Annealed: from τ down to 0.1, "
+                                            "geometrically, as Jang et al. (2017) train.") or "fixed"
+    qualities, race = cached_discrete_lab(categories, temperature, schedule == "annealed")
+    left, right = st.columns(2)
+    with left:
+        show_figure(discrete_quality_figure([q.estimator.value for q in qualities], [q.bias for q in qualities],
+                                            [math.sqrt(q.variance) for q in qualities]), "estimators:discrete_quality")
+    with right:
+        show_figure(discrete_race_figure(race.steps, {e.value: v for e, v in race.values.items()}, race.best),
+                    "estimators:discrete_race")
+    st.caption(discrete_caption(qualities, categories))
+
+
+@st.cache_data(show_spinner="Measuring the discrete estimators…", max_entries=64)
+def cached_discrete_lab(categories: int, temperature: float, anneal: bool
+                        ) -> tuple[list[EstimatorQuality], DiscreteRace]:
+    problem = toy_problem(categories)
+    qualities = [estimator_quality(problem, estimator, temperature) for estimator in DiscreteEstimator]
+    return qualities, discrete_race(problem, temperature, anneal)
+
+
+def discrete_caption(qualities: list[EstimatorQuality], categories: int) -> str:
+    problem = toy_problem(categories)
+    score = next(q for q in qualities if q.estimator is DiscreteEstimator.SCORE_FUNCTION)
+    return (f"Left: bias and standard deviation of one sample's gradient, from {score.samples:,} samples each, "
+            f"against the exact gradient (length {np.linalg.norm(problem.exact_gradient()):.3g}, by enumerating "
+            f"the {categories} categories). The score function's variance is also exact: "
+            f"{problem.score_function_variance():.3g} (measured {score.variance:.3g}). Right: SGD on θ, one sample "
+            "per step, the same noise for each estimator; the y axis is the exact expected cost.")
+
+
 def projected(figure: go.Figure) -> go.Figure:
     """Live charts bypass show_figure (they update in place), so presentation mode is applied here."""
     return for_projector(figure) if presenting() else figure
 
 
+open_link(LINK)
 toy_lab()
 vae_section()
-race_section()
+with st.container(key="estimators_race"):  # the guided tour points at it (vae.tour)
+    race_section()
+discrete_section()
+update_link()

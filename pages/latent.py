@@ -1,12 +1,30 @@
-"""Latent space: sliders, the decoded manifold, click to decode, interpolation, posterior collapse."""
+"""Latent space: sliders, the decoded manifold, click to decode, interpolation, posterior collapse, and how tight the
+ELBO is (the importance-weighted bound)."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from pages._session import ModelChoice, choose_model, presenting, show_figure, show_images
-from vae.figures import kl_per_dimension_figure, latent_scatter_figure
+from pages._links import open_link, update_link
+from pages._session import (
+    ModelChoice,
+    cached_dataset,
+    choose_model,
+    fragment,
+    literal,
+    model_link,
+    presenting,
+    show_figure,
+    show_images,
+    start_jobs,
+)
+from vae import links
+from vae.bounds import BoundCurve, GradientSNR, gradient_snr, importance_weighted_bounds
+from vae.categorical import decode_categories, kl_per_variable, likeliest_categories
+from vae.collapse import COLLAPSING, remedy_configs, remedy_result
+from vae.config import MAX_CATEGORIES
+from vae.figures import bound_curve_figure, gradient_snr_figure, kl_per_dimension_figure, latent_scatter_figure
 from vae.latent import (
     decode_images,
     interpolate,
@@ -22,6 +40,19 @@ MAX_SLIDERS = 16
 SLIDER_RANGE = 3.0
 SLIDER_STEP = 0.05
 Z_KEY = "latent:z"
+REMEDIES_KEY = "latent:remedies"  # the runs of "Train it with each remedy", by remedy
+LINK = [  # this page's settings in a class link (pages/_links.py): the model, the slider positions, the extent
+    model_link("latent:model", prefer="digits-2d"),
+    *(links.number(f"z{k + 1}", f"latent:slider:{k}", 0.0, -SLIDER_RANGE, SLIDER_RANGE) for k in range(MAX_SLIDERS)),
+    links.number("extent", "latent:extent", 0.9, 0.5, 0.99),
+    *(links.number(f"c{n + 1}", f"latent:category:{n}", 1, 1, MAX_CATEGORIES, integer=True)
+      for n in range(MAX_SLIDERS)),
+]
+# "How tight is the bound?": sizes that take a few seconds on 2 cores, once per model version.
+BOUND_KS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+BOUND_EXAMPLES = 100  # held-out images, 1000 draws each
+SNR_KS = (1, 4, 16, 64, 256)
+SNR_EXAMPLES, SNR_REPETITIONS = 8, 32  # one minibatch; repeated gradient estimates per K
 
 st.title("Walk the latent space")
 if not presenting():  # on a projector the teacher says it: the sliders and the picture come first
@@ -46,7 +77,9 @@ def set_point(z: np.ndarray) -> None:
 
 def current_point(latent_dim: int) -> np.ndarray:
     z = st.session_state.get(Z_KEY)
-    if z is None or len(z) != latent_dim:  # a new model: start at the prior's centre
+    if z is None:  # the page's first visit: where a class link put the sliders, else the prior's centre
+        set_point(np.array([st.session_state.get(slider_key(k), 0.0) for k in range(latent_dim)]))
+    elif len(z) != latent_dim:  # a new model: start at the prior's centre
         set_point(np.zeros(latent_dim))
     return st.session_state[Z_KEY]
 
@@ -61,7 +94,7 @@ def random_draw(latent_dim: int) -> None:
     set_point(np.random.default_rng(draws).standard_normal(latent_dim))
 
 
-@st.fragment
+@fragment
 def explorer(choice: ModelChoice) -> None:
     """Sliders and the decoded image: moving a slider reruns only this fragment."""
     latent_dim = choice.config.model.latent_dim
@@ -171,12 +204,87 @@ def collapse_section(usage) -> None:
     left.page_link("pages/train.py", label="Try β and warm-up", icon=":material/model_training:")
     with right:
         show_figure(kl_per_dimension_figure(usage.kl, usage.active), "latent:kl")
+    remedies_section()
+
+
+def remedies_section() -> None:
+    """The same collapsing VAE trained again with each remedy, its active units side by side as they train."""
+    st.markdown(f"**What fixes it?** A digits VAE with a {COLLAPSING.model.latent_dim}-dimensional z collapses at "
+                f"β = 1 within {COLLAPSING.epochs} epochs. Train it once per remedy, from the same weights:")
+    if st.button("Train it with each remedy", icon=":material/healing:", key="latent:remedies_start"):
+        previous = st.session_state.get(REMEDIES_KEY) or {}
+        st.session_state[REMEDIES_KEY] = start_jobs(remedy_configs(), cached_dataset("digits"),
+                                                    replacing=previous.values(), together=False)
+    if st.session_state.get(REMEDIES_KEY):
+        remedies_view()
+
+
+@fragment(run_every=1.0)
+def remedies_view() -> None:
+    runs = st.session_state[REMEDIES_KEY]
+    for column, (name, job) in zip(st.columns(len(runs)), runs.items(), strict=True):
+        model, snap = job.model(), job.snapshot()
+        result = remedy_result(model, job.dataset.x_test) if model is not None else None
+        column.metric(name, f"{result.active} of {result.dimensions}" if result else "–",
+                      help="Active units: latent dimensions whose posterior mean varies over the test images.")
+        column.caption(f"Epoch {snap.epoch} / {snap.epochs} · {literal(snap.status_line)}"
+                       + (f" · KL {result.kl:.1f} nats" if result else ""))
+
+
+def bound_section(choice: ModelChoice) -> None:
+    """IWAE's L_K beside the ELBO, and the price in gradient noise; behind an expander on a projector."""
+    if presenting():
+        with st.expander("How tight is the bound?"):
+            bound_view(choice)
+    else:
+        st.subheader("How tight is the bound?")
+        bound_view(choice)
+
+
+def bound_view(choice: ModelChoice) -> None:
+    st.markdown("The ELBO is below log p(x) by exactly KL(q(z|x) ‖ p(z|x)): how far the encoder's q is from the "
+                "true posterior. Averaging K importance weights p(x, z_k) / q(z_k|x) inside the log gives the "
+                "bound L_K (Burda et al. 2016): L_1 is the ELBO, and L_K climbs towards log p(x) as K grows.")
+    curve, snr = bound_curve(choice), gradient_noise_by_k(choice)
+    gain, gain_stderr = curve.gains()
+    left, right = st.columns(2)
+    with left:
+        show_figure(bound_curve_figure(np.array(curve.ks), curve.bounds, float(curve.bounds[0])), "latent:bound")
+        st.caption(f"{BOUND_EXAMPLES} held-out images, {curve.ks[-1]:,} draws z ~ q(z|x) each. K = {curve.ks[-1]:,} "
+                   f"gains {gain[-1]:.2f} ± {gain_stderr[-1]:.2f} nats over the ELBO: at least that much of the gap "
+                   "is the KL to the true posterior.")
+    with right:
+        show_figure(gradient_snr_figure(np.array(snr.ks), {"encoder": snr.encoder, "decoder": snr.decoder},
+                                        snr.noise_floor), "latent:snr")
+        st.caption(f"|mean| / std of the gradient of L_K per weight, over {snr.repetitions} estimates on "
+                   f"{SNR_EXAMPLES} images. The tighter bound gives the decoder a cleaner gradient and the encoder "
+                   "a noisier one (Rainforth et al. 2018): tighter is not always better for training q.")
+
+
+def bound_curve(choice: ModelChoice) -> BoundCurve:
+    return _bound_curve(choice.model, choice.dataset.x_test[:BOUND_EXAMPLES], choice.version)
+
+
+def gradient_noise_by_k(choice: ModelChoice) -> GradientSNR:
+    return _gradient_snr(choice.model, choice.dataset.x_test[:SNR_EXAMPLES], choice.version)
+
+
+# Keyed by the model's version string, not its weights (the leading underscore: not hashed).
+@st.cache_data(show_spinner="Estimating L_K for K up to 1,000…", max_entries=16, scope="session")
+def _bound_curve(_model, _images: np.ndarray, version: str) -> BoundCurve:
+    return importance_weighted_bounds(_model, _images, BOUND_KS)
+
+
+@st.cache_data(show_spinner="Measuring the gradients' signal-to-noise ratio…", max_entries=16, scope="session")
+def _gradient_snr(_model, _images: np.ndarray, version: str) -> GradientSNR:
+    return gradient_snr(_model, _images, SNR_KS, SNR_REPETITIONS)
 
 
 def explore(choice: ModelChoice) -> None:
     """Every section, in teaching order, for one trained model."""
     usage = latent_usage(choice.model, choice.dataset.x_test)
-    explorer(choice)
+    with st.container(key="latent_explorer"):  # the guided tour points at it (vae.tour)
+        explorer(choice)
     means = usage.means  # encoded once for both the map and the collapse section
     if choice.config.model.latent_dim == 2:
         left, right = st.columns(2)
@@ -192,12 +300,54 @@ def explore(choice: ModelChoice) -> None:
     interpolation_section(choice)
     samples_section(choice)
     collapse_section(usage)
+    bound_section(choice)
 
 
+# --- a categorical z: one picker per latent variable ----------------------------------------------------------------
+
+def category_key(n: int) -> str:
+    return f"latent:category:{n}"
+
+
+def set_categories(choices: list[int]) -> None:
+    for n, category in enumerate(choices):
+        st.session_state[category_key(n)] = category + 1  # the pickers count from 1
+
+
+def explore_categories(choice: ModelChoice) -> None:
+    """A categorical z has no directions to slide along: pick a category per variable and see what it decodes to."""
+    model, config = choice.model, choice.config.model
+    with st.container(key="latent_explorer"):
+        controls, image = st.columns([2, 1] if presenting() else [3, 1])
+        with controls:
+            st.markdown(f"z is {config.latent_dim} categorical variables of {config.categories} categories each "
+                        "(a uniform prior). Pick one category per variable.")
+            columns = st.columns(4)
+            choices = [columns[n % 4].slider(f"z{n + 1}", 1, config.categories, key=category_key(n)) - 1
+                       for n in range(min(config.latent_dim, MAX_SLIDERS))]
+            choices += [0] * (config.latent_dim - len(choices))
+            number, start = st.columns([1, 1], vertical_alignment="bottom")
+            index = number.number_input("Test image number", 0, len(choice.dataset.x_test) - 1, 0,
+                                        key="latent:image")
+            start.button("Start from this image", on_click=lambda: set_categories(likeliest_categories(
+                model, choice.dataset.x_test[index])), help="Each variable's likeliest category")
+        with image:
+            picture = decode_categories(model, choices).reshape(config.input_shape).numpy()
+            show_images(picture[None], 1, "decoded from the chosen categories", tile=320 if presenting() else 200)
+    samples_section(choice)
+    st.subheader("Which variables carry information?")
+    kl = kl_per_variable(model, choice.dataset.x_test)
+    show_figure(kl_per_dimension_figure(kl, kl > 0.01), "latent:kl")
+    st.caption(f"The exact KL of each variable to the uniform prior, averaged over the test set (at most "
+               f"log {config.categories} = {np.log(config.categories):.2f} nats). Grey: collapsed (under 0.01).")
+
+
+open_link(LINK)
 # In presentation mode the model picker goes to the end of the page: the sliders and picture open the first screen.
 page_top, page_end = st.container(), st.container()
 with page_end if presenting() else page_top:
-    choice = choose_model("latent:model", prefer="digits-2d")
+    choice = choose_model("latent:model", prefer="digits-2d", categorical_ok=True)
 if choice is not None:
     with page_top:
-        explore(choice)
+        (explore_categories if choice.config.model.categorical else explore)(choice)
+update_link()

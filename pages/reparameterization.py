@@ -6,15 +6,30 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from pages._session import ModelChoice, choose_model, presenting, show_figure, show_images
+from pages._links import open_link, update_link
+from pages._session import (
+    ModelChoice,
+    choose_model,
+    literal,
+    model_link,
+    presenting,
+    show_figure,
+    show_images,
+)
+from vae import links
+from vae.discrete import MAX_TEMPERATURE, MIN_TEMPERATURE, relaxed_draws
 from vae.families import FAMILIES, Family, base_distribution, density_on, gradients_at, transform_at, transform_demo
 from vae.figures import (
+    category_bars_figure,
     coloured,
     density_figure,
+    implicit_gradient_figure,
     posterior_figure,
+    simplex_figure,
     transform_figure,
 )
 from vae.graphs import computation_graph, to_svg
+from vae.implicit import IMPLICIT_FAMILIES, ImplicitFamily, implicit_view
 from vae.latent import posterior_draws
 
 TRANSFORM_HEIGHT = 360  # px: with the picker and sliders above it, the ε → z plot fits a 1280x720 screen
@@ -27,6 +42,33 @@ if not presenting():  # on a projector the teacher says it: the picker, sliders 
                 "Pick a family and watch the noise turn into z.", unsafe_allow_html=True)
 
 
+GRAPH_VIEWS = ["Before the trick", "After the trick"]
+GUMBEL_LOGITS = (1.0, 0.0, -0.5)  # the starting logits of the three categories
+
+
+def noise_range(family: Family) -> tuple[float, float, float]:
+    """The noise slider's low, high and starting value: standard noise, or a uniform's u."""
+    low, high = (-3.0, 3.0) if family.kind == "location-scale" else (0.01, 0.99)
+    return low, high, (low + high) / 2 + 0.3 * (high - low)
+
+
+LINK = [  # this page's settings in a class link (pages/_links.py)
+    links.choice("family", "reparam:family", next(iter(FAMILIES)), FAMILIES),
+    *(links.number(p.name, f"reparam:{name}:{p.name}", p.default, p.low, p.high, when=("family", name))
+      for name, family in FAMILIES.items() for p in family.params),
+    *(links.number("noise", f"reparam:{name}:noise", noise_range(family)[2], *noise_range(family)[:2],
+                   when=("family", name)) for name, family in FAMILIES.items()),
+    links.choice("implicit", "reparam:implicit", next(iter(IMPLICIT_FAMILIES)), IMPLICIT_FAMILIES),
+    *(links.number(p.name, f"reparam:implicit:{name}:{p.name}", p.default, p.low, p.high,
+                   when=("implicit", name)) for name, family in IMPLICIT_FAMILIES.items() for p in family.params),
+    *(links.number(f"theta{k}", f"reparam:gumbel:theta{k}", default, -3.0, 3.0)
+      for k, default in enumerate(GUMBEL_LOGITS, start=1)),
+    links.number("temperature", "reparam:gumbel:temperature", 1.0, MIN_TEMPERATURE, MAX_TEMPERATURE),
+    model_link("reparam:model"),
+    links.choice("graph", "reparam:graph", GRAPH_VIEWS[0], GRAPH_VIEWS),
+]
+
+
 def family_controls() -> tuple[Family, dict[str, float], float]:
     """Family, its parameters and the noise value whose derivatives are shown."""
     columns = st.columns([2, 5])
@@ -37,9 +79,8 @@ def family_controls() -> tuple[Family, dict[str, float], float]:
     params = {p.name: sliders[i].slider(f"${p.symbol}$ ({p.name})", p.low, p.high, p.default,
                                         key=f"reparam:{name}:{p.name}")
               for i, p in enumerate(family.params)}
-    low, high = (-3.0, 3.0) if family.kind == "location-scale" else (0.01, 0.99)
-    noise = sliders[-1].slider(f"pick ${family.noise_symbol}$", low, high, (low + high) / 2 + 0.3 * (high - low),
-                               key=f"reparam:{name}:noise")
+    low, high, start = noise_range(family)
+    noise = sliders[-1].slider(f"pick ${family.noise_symbol}$", low, high, start, key=f"reparam:{name}:noise")
     return family, params, noise
 
 
@@ -93,6 +134,71 @@ def densities_section(family: Family, params: dict[str, float], demo) -> None:
         show_figure(density_figure(demo.z, z_grid, z_density, "z", f"z ~ {family.name}"), "reparam:z_density")
 
 
+def implicit_section() -> None:
+    """Gamma and Beta: no g to differentiate, yet torch's rsample carries a gradient; the page checks it against
+    the CDF."""
+    st.subheader("No simple g: Gamma and Beta")
+    if not presenting():
+        st.markdown("Gamma and Beta have no closed-form z = g(params, ε), yet the gradient exists. Hold the draw's "
+                    "quantile u = F(z; α) fixed while α moves: differentiating F(z(α); α) = u gives "
+                    "dz/dα = −(∂F/∂α)/(∂F/∂z) = −(∂F/∂α)/q(z), which needs the CDF and the density, never g "
+                    "(implicit reparameterization, Figurnov et al. 2018). `torch.distributions` backpropagates "
+                    "this through `Gamma.rsample` and `Beta.rsample`; the dashed line computes it independently, "
+                    "from finite differences of scipy's CDF.")
+    family, params = implicit_controls()
+    view = implicit_view(family, params)
+    first = family.params[0]
+    left, right = st.columns(2)
+    with left:
+        show_figure(implicit_gradient_figure(view.draws.z, view.draws.gradients[first.name], view.grid,
+                                             view.cdf_gradients[first.name], "α"), "reparam:implicit_gradient")
+    with right:
+        figure = density_figure(view.draws.z, view.grid, view.density, "z", f"z ~ {family.name}")
+        figure.update_yaxes(range=[0, view.density_ceiling])
+        show_figure(figure, "reparam:implicit_density")
+    st.caption(f"torch's dz/dα and dz/dβ against the CDF's over {len(view.draws.z):,} draws: median relative "
+               f"difference {view.agreement.median:.0e}, largest {view.agreement.worst:.0e} (in some regions, "
+               "large concentrations and far tails, torch approximates this derivative to about 1e-3).")
+
+
+def implicit_controls() -> tuple[ImplicitFamily, dict[str, float]]:
+    columns = st.columns([2, 5])
+    name = columns[0].selectbox("Family", list(IMPLICIT_FAMILIES), format_func=lambda n: IMPLICIT_FAMILIES[n].name,
+                                key="reparam:implicit")
+    family = IMPLICIT_FAMILIES[name]
+    sliders = columns[1].columns(len(family.params))
+    params = {p.name: sliders[i].slider(f"${p.symbol}$ ({p.name})", p.low, p.high, p.default,
+                                        key=f"reparam:implicit:{name}:{p.name}")
+              for i, p in enumerate(family.params)}
+    return family, params
+
+
+def gumbel_section() -> None:
+    """A categorical z: Gumbel-max draws it exactly but argmax has no gradient; the tempered softmax does."""
+    st.subheader("Discrete z: Gumbel-max, and the relaxation that has a gradient")
+    if not presenting():
+        st.markdown("A category z with probabilities softmax(θ) is drawn exactly as z = argmax_k(θ_k + G_k), with "
+                    "G_k Gumbel noise: a reparameterization, but argmax is flat almost everywhere, so ∂z/∂θ = 0. "
+                    "The **Gumbel-softmax** y = softmax((θ + G)/τ) bends argmax into a smooth map: differentiable, "
+                    "inside the simplex, one-hot only as τ → 0. Move τ: cold draws crowd the corners, warm ones "
+                    "the middle, and the mean of y drifts away from the true probabilities (the relaxation's bias).")
+    sliders = st.columns(4)
+    logits = tuple(sliders[k].slider(f"θ{'₁₂₃'[k]}", -3.0, 3.0, default, 0.1, key=f"reparam:gumbel:theta{k + 1}")
+                   for k, default in enumerate(GUMBEL_LOGITS))
+    temperature = sliders[3].slider("temperature τ", MIN_TEMPERATURE, MAX_TEMPERATURE, 1.0, 0.05,
+                                    key="reparam:gumbel:temperature")
+    draws = relaxed_draws(logits, temperature)
+    left, right = st.columns(2)
+    with left:
+        show_figure(simplex_figure(draws.relaxed, draws.hard), "reparam:simplex")
+    with right:
+        show_figure(category_bars_figure(draws.probabilities, draws.frequencies(), draws.relaxed_mean()),
+                    "reparam:categories")
+    st.caption(f"{len(draws.hard):,} draws of the same Gumbel noise: through argmax (colours, and the blue bars: "
+               "they match softmax(θ)) and through the softmax at τ (the points, and their mean). The Estimators "
+               "page measures what each way of getting ∂/∂θ costs in bias and variance.")
+
+
 def model_section() -> None:
     st.subheader("Inside a trained VAE: q(z|x) for one image")
     st.markdown(f"The encoder maps an image x to {coloured('mu', 'μ(x)')} and {coloured('sigma', 'σ(x)')}, one "
@@ -116,7 +222,7 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
         show_figure(posterior_figure(draws.loc, draws.scale, draws.z), "reparam:posterior")
     with right:
         show_images(draws.pictures, 5, "First: the test image x. Then the decoder's output for nine draws "
-                    f"z = μ(x) + σ(x)·ε (model: {choice.label}).", tile=48)
+                    f"z = μ(x) + σ(x)·ε (model: {literal(choice.label)}).", tile=48)
     left.caption("A dimension with μ ≈ 0 and σ ≈ 1 for every image carries no information: its q(z|x) is the "
                  "prior (posterior collapse). The Latent space page counts them.")
 
@@ -124,7 +230,7 @@ def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
 def graph_section() -> None:
     st.subheader("The computation graph, before and after")
     control, note = st.columns([2, 5], vertical_alignment="center")  # room for both labels at presentation size
-    view = control.segmented_control("Graph", ["Before the trick", "After the trick"], default="Before the trick",
+    view = control.segmented_control("Graph", GRAPH_VIEWS, default=GRAPH_VIEWS[0],
                                      key="reparam:graph", label_visibility="collapsed")
     reparameterized = view == "After the trick"
     if reparameterized:
@@ -157,9 +263,14 @@ def argument_section() -> None:
                  r"\nabla_\phi f\big(g_\phi(\varepsilon_k, x)\big),\qquad \varepsilon_k \sim p(\varepsilon)")
 
 
+open_link(LINK)
 family, params, noise = family_controls()
-transform_section(family, params, noise)
+with st.container(key="reparam_transform"):  # keyed containers: the guided tour points at them (vae.tour)
+    transform_section(family, params, noise)
 if not presenting():
     argument_section()
+implicit_section()
+gumbel_section()
 model_section()
 graph_section()
+update_link()

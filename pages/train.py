@@ -5,26 +5,32 @@ teaches. Nothing drawn before Start needs PyTorch, which loads in the background
 
 from __future__ import annotations
 
+import html
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
 
+from pages._links import hidden, open_link, update_link
 from pages._live_plot import live_plotly_chart
 from pages._session import (
     cached_dataset,
     current_job,
+    fragment,
+    literal,
     presenting,
+    read_upload,
     remember_widgets,
     remembered,
     show_images,
     start_new_job,
     wait_for_torch,
 )
-from vae import warmup
+from vae import links, warmup
 from vae.config import (
     Device,
+    PosteriorFamily,
     TrainConfig,
     config_from_settings,
     preset_config,
@@ -32,7 +38,8 @@ from vae.config import (
     reference_test_loss,
     user_settings,
 )
-from vae.data import DATASET_NAMES, DataError, Dataset, is_cached, load_npz
+from vae.data import DATASET_NAMES, MAX_UPLOAD_MB, DataError, Dataset, is_cached, load_npz
+from vae.export import metrics_csv, script_refusal, standalone_script
 from vae.figures import coloured, for_projector, held_out_figure, training_curves_figure, with_note
 from vae.metrics import EpochMetrics, JobSnapshot, JobStatus
 from vae.preview import bundled_preview
@@ -53,6 +60,22 @@ def key(name: str) -> str:
     return PREFIX + name
 
 
+def link_settings() -> list[links.LinkSetting]:
+    """Every setting with a widget, in a class link under its own name (`?lr=0.003&hide=batch_size`)."""
+    settings = []
+    for name, spec in SETTINGS.items():
+        if name == "device":
+            continue  # which devices there are depends on the server, not on the lesson
+        default = DEFAULTS[key(name)]
+        if spec.how.widget == "select":
+            options = DATASET_NAMES if name == "dataset" else spec.choices  # an upload cannot travel in a link
+            settings.append(links.choice(name, key(name), default, options))
+        else:
+            settings.append(links.number(name, key(name), default, spec.how.low, spec.how.high,
+                                   integer=spec.item_type is int))
+    return settings
+
+
 def preset_values(name: str) -> dict[str, Any]:
     """Widget key -> value for a preset (the config dataclass is the one source of defaults)."""
     values = preset_config(name).setting_values()
@@ -62,6 +85,7 @@ def preset_values(name: str) -> dict[str, Any]:
 
 
 DEFAULTS = preset_values("digits")
+LINK = link_settings()
 
 
 def value(name: str) -> Any:
@@ -87,6 +111,8 @@ def config_from_widgets() -> TrainConfig:
 def setting_widget(container, name: str, **overrides: Any) -> None:
     """The widget of setting `name` as vae.config declares it (label, tooltip, range or choices), always drawn
     with its value (see `remembered`). `overrides` go to Streamlit as they are: options, help, callbacks."""
+    if hidden(name):
+        return  # the class link hides it; its value still comes from the link (see `value`)
     spec = SETTINGS[name]
     how = spec.how
     options = {"label": how.label, "key": key(name), "help": how.help or None} | overrides
@@ -130,10 +156,17 @@ def more_settings() -> None:
     setting_widget(columns[0], "epochs")
     setting_widget(columns[1], "seed")
     setting_widget(columns[0], "kl_warmup_epochs")
+    setting_widget(columns[1], "kl_cycles")
+    setting_widget(columns[0], "free_bits")
     setting_widget(columns[1], "likelihood")
     setting_widget(columns[0], "posterior")
     devices = [device for device in Device if device != Device.CUDA or warmup.cuda_available()]
     setting_widget(columns[1], "device", options=devices)
+    if value("posterior") == PosteriorFamily.CATEGORICAL:  # the discrete z's own settings, only when they apply
+        setting_widget(columns[0], "categories")
+        setting_widget(columns[1], "encoder_gradient")
+        setting_widget(columns[0], "temperature")
+        setting_widget(columns[1], "final_temperature")
     uploader()
 
 
@@ -146,19 +179,20 @@ def download_notice(dataset: str) -> None:
 
 def uploader() -> None:
     """Checked the moment it arrives, so a bad file is refused before anyone presses Start."""
-    upload = st.file_uploader("Your own data: an .npz with x_train, x_test (N×H×W or N×D, uint8 or floats in "
-                              "[0, 1]), optional y_train, y_test. Then pick “My own .npz file”.", type=["npz"],
-                              key=key("upload"))
-    if upload is None:
-        return
-    try:
-        dataset = load_npz(upload)
-    except DataError as error:
-        st.error(f"That file was refused: {error}")
-        return
-    height, width = dataset.image_shape
-    st.success(f"{dataset.name}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} held-out images "
-               f"of {height}×{width}.")
+    st.file_uploader(f"Your own data (up to {MAX_UPLOAD_MB} MB): an .npz with x_train, x_test (N×H×W or N×D, uint8 "
+                     "or floats in [0, 1]), optional y_train, y_test. Then pick “My own .npz file”.", type=["npz"],
+                     key=key("upload"))
+    dataset = uploaded_dataset()
+    if dataset is not None:
+        height, width = dataset.image_shape
+        st.success(f"{literal(dataset.name)}: {len(dataset.x_train):,} training and {len(dataset.x_test):,} "
+                   f"held-out images of {height}×{width}.")
+
+
+def uploaded_dataset() -> Dataset | None:
+    """The uploaded .npz, decoded once per file (see `read_upload`); None with a sentence when refused."""
+    upload = st.session_state.get(key("upload"))
+    return None if upload is None else read_upload(upload, key("upload"), load_npz, DataError)
 
 
 def chosen_dataset() -> Dataset | None:
@@ -166,14 +200,10 @@ def chosen_dataset() -> Dataset | None:
     name = value("dataset")
     if name != "upload":
         return cached_dataset(name)
-    upload = st.session_state.get(key("upload"))
-    if upload is None:
+    if st.session_state.get(key("upload")) is None:
         st.warning("Choose a .npz file under *More* first, or pick another dataset.")
         return None
-    try:
-        return load_npz(upload)
-    except DataError:
-        return None  # the uploader already says why, in a sentence
+    return uploaded_dataset()
 
 
 def start() -> bool:
@@ -189,44 +219,51 @@ def resume(job: TrainingJob) -> None:
     job.resume()
 
 
-def controls(job: TrainingJob | None) -> None:
-    """Start, Pause/Resume, Step, Stop in one row, with the epoch counter beside them."""
+def controls() -> None:
+    """Start, then Pause/Resume, Step, Stop in one row, with the epoch counter beside them. Start reruns the page
+    (it makes a new run); the rest poll the run themselves, so they follow its status (queued, running, finished)
+    without a page rerun ordered from a timer: that left a tab's fragments waiting forever, seen with eight tabs
+    on one server."""
+    start_column, run_column = st.columns([1, 6.2], vertical_alignment="center")
+    if start_column.button("Start", type="primary", icon=":material/play_arrow:", width="stretch"):
+        start()  # everything drawn below follows the new run in this same run: no second rerun needed
+    with run_column:
+        run_controls()
+
+
+@fragment(run_every=0.5)
+def run_controls() -> None:
+    job = current_job()
     snap = job.snapshot() if job else None
     status = snap.status if snap else None
     alive = bool(snap and snap.is_alive)
-    columns = st.columns([1, 1, 1, 1, 3.2], vertical_alignment="center")
-    if columns[0].button("Start", type="primary", icon=":material/play_arrow:", width="stretch"):
-        if start():
-            st.rerun()
+    columns = st.columns([1, 1, 1, 3.2], vertical_alignment="center")
     if status == JobStatus.PAUSED:
-        columns[1].button("Resume", icon=":material/resume:", width="stretch", on_click=resume, args=(job,))
+        columns[0].button("Resume", icon=":material/resume:", width="stretch", on_click=resume, args=(job,))
     else:
-        columns[1].button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
+        columns[0].button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
                           on_click=job.pause if job else None)
-    columns[2].button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive,
+    columns[1].button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive,
                       on_click=job.step if job else None, help="One minibatch, then pause: SGD one step at a time.")
-    columns[3].button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
+    columns[2].button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
                       on_click=job.stop if job else None)
-    st.session_state["train:rendered_status"] = status
-    with columns[4]:
-        counter()
+    with columns[3]:
+        counter(job, snap)
 
 
-@st.fragment(run_every=0.5)
-def counter() -> None:
+def counter(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
     """The epoch in large type beside the buttons, like a game clock; the status line under it."""
-    job = current_job()
-    if job is None:
+    if job is None or snap is None:
         preview = bundled_preview(BUNDLED_RUN)
         st.markdown(f"**Showing the bundled run** ({preview.config.epochs} epochs on digits). "
                     "Press **Start** to train your own.")
         return
-    snap = job.snapshot()
-    st.markdown(f"<div class='epoch-counter'><b>Epoch {snap.epoch:,} / {snap.epochs:,}</b> · {snap.status_line}"
-                "</div>", unsafe_allow_html=True)
+    status = html.escape(snap.status_line)  # it names an uploaded file: shown as written (an HTML block: no Markdown)
+    st.markdown(f"<div class='epoch-counter'><b>Epoch {snap.epoch:,} / {snap.epochs:,}</b> · {status}</div>",
+                unsafe_allow_html=True)
 
 
-@st.fragment(run_every=0.5)
+@fragment(run_every=0.5)
 def live_view() -> None:
     """Redrawn twice a second without rerunning the page; widgets stay outside."""
     job = current_job()
@@ -234,8 +271,6 @@ def live_view() -> None:
         bundled_view()
         return
     snap = job.snapshot()
-    if snap.status != st.session_state.get("train:rendered_status"):
-        st.rerun(scope="app")  # buttons outside this fragment must follow the new status
     st.progress(snap.progress)
     notices(job, snap)
     progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "")
@@ -304,16 +339,39 @@ def show_pictures(reconstructions: np.ndarray, samples: np.ndarray) -> None:
 
 
 def download(job: TrainingJob | None) -> None:
-    """The checkpoint of the run on screen: the live one, or the bundled one before anything trains."""
+    """What to take home of the run on screen (the live one, or the bundled one before anything trains): its
+    checkpoint, its metrics as CSV and a standalone PyTorch script that trains it again."""
     if presenting():
         return
+    with st.container(horizontal=True):
+        download_checkpoint(job)
+        download_metrics(job)
+        download_script(job.config if job else bundled_preview(BUNDLED_RUN).config)
+
+
+def download_checkpoint(job: TrainingJob | None) -> None:
     data, name = (job.checkpoint, "vae.safetensors") if job else (pretrained_path(BUNDLED_RUN).read_bytes,
                                                                      f"{BUNDLED_RUN}-bundled.safetensors")
     st.download_button("Download checkpoint (.safetensors)", data=data, file_name=name,
                        mime="application/octet-stream", icon=":material/download:", on_click="ignore")
 
 
+def download_metrics(job: TrainingJob | None) -> None:
+    """Read when clicked, so the file holds every step up to that moment (the bundled run has no such file)."""
+    about = ("Every SGD step and every epoch's held-out ELBO terms in one table: its column kind says which."
+             if job else "The metrics of your own run, once you press Start.")
+    st.download_button("Metrics (.csv)", data=(lambda: metrics_csv(job.snapshot())) if job else "",
+                       file_name="vae-metrics.csv", mime="text/csv", icon=":material/table_view:",
+                       on_click="ignore", disabled=job is None, help=about)
 
+
+def download_script(config: TrainConfig) -> None:
+    """Disabled, with the reason, for a run the script cannot write (another posterior family, your own file)."""
+    refusal = script_refusal(config)
+    about = refusal or "This run as one PyTorch file, trained from scratch: it prints the held-out ELBO terms above."
+    st.download_button("Standalone script (.py)", data="" if refusal else standalone_script(config),
+                       file_name="train_vae.py", mime="text/x-python", icon=":material/code:", on_click="ignore",
+                       disabled=bool(refusal), help=about)
 
 
 with st.container(key="train_page"):  # app.py's style gives it tighter gaps: one run on one projector screen
@@ -323,7 +381,10 @@ with st.container(key="train_page"):  # app.py's style gives it tighter gaps: on
                     f"{coloured('reconstruction', 'reconstruction')} term E_q[log p(x|z)] rises and the "
                     f"{coloured('kl', 'KL')} term KL(q(z|x) ‖ p(z)) pays for what z carries (nats per example).",
                     unsafe_allow_html=True)
+    open_link(LINK)
     settings()
-    controls(current_job())
-    live_view()
+    controls()
+    with st.container(key="train_live"):  # the guided tour points at it (vae.tour)
+        live_view()
     download(current_job())
+    update_link()

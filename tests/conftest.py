@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
+
+# A job one test leaves running must not make another test's jobs queue for a slot (tests of the queue set their
+# own small capacity); the app servers of browser tests inherit this.
+os.environ.setdefault("REPARAM_LAB_MAX_TRAININGS", "16")
 
 from vae.config import ModelConfig, TrainConfig
 from vae.data import Dataset, load_digits_dataset
@@ -12,11 +17,14 @@ from vae.data import Dataset, load_digits_dataset
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Browser tests (a server and Chromium each) are `browser` and `slow`: `pytest -m "not slow"` is the quick
-    loop while developing; CI runs everything."""
+    loop while developing; CI runs everything. With pytest-xdist (`-n 2 --dist loadgroup`, pyproject's default)
+    they run one after another in one worker while the other worker takes the rest: two servers and browsers at
+    once would make the timing-sensitive ones (nothing blinks, nothing moves) measure the machine, not the app."""
     for item in items:
         if item.path.name.startswith("test_browser_"):
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """AppTest of the Latent space page: it opens on a bundled model, sliders and buttons move z, uploads are checked."""
 
+import base64
 import json
 
 import numpy as np
@@ -76,3 +77,32 @@ def test_presentation_mode_opens_on_the_sliders_and_the_picture(page):
 
 def chart_font_sizes(at) -> list[float]:
     return [json.loads(chart.proto.spec)["layout"]["font"]["size"] for chart in at.get("plotly_chart")]
+
+
+def test_the_bound_section_shows_l_k_beside_the_elbo_and_the_gradient_snr(page):
+    assert any(sub.value == "How tight is the bound?" for sub in page.subheader)
+    assert any("KL(q(z|x) ‖ p(z|x))" in m.value for m in page.markdown)  # the gap, explained
+    specs = [json.loads(chart.proto.spec) for chart in page.get("plotly_chart")]
+    bound = next(s for s in specs if s["layout"]["yaxis"]["title"]["text"] == "nats per example")
+    ks, bounds = (plotted(bound["data"][0][axis]) for axis in ("x", "y"))
+    assert (ks[0], ks[-1]) == (1, 1000) and bound["layout"]["xaxis"]["type"] == "log"
+    elbo = bound["layout"]["shapes"][0]["y0"]
+    assert bounds[0] == pytest.approx(elbo) and bounds[-1] > elbo  # L_1 is the ELBO; L_1000 is above
+    snr = next(s for s in specs if s["layout"]["yaxis"]["title"]["text"] == "gradient SNR")
+    assert [trace["name"] for trace in snr["data"]] == ["encoder", "decoder"]
+    assert any("gains" in c.value and "nats over the ELBO" in c.value for c in page.caption)
+
+
+def test_presentation_mode_puts_the_bound_behind_an_expander(page):
+    page.session_state[PRESENTING_KEY] = True
+    page.run()
+    assert not page.exception
+    assert not any(sub.value == "How tight is the bound?" for sub in page.subheader)
+    assert [e.label for e in page.expander if e.label == "How tight is the bound?"]
+
+
+def plotted(values) -> np.ndarray:
+    """A trace's x or y as plotly serialises it: a list, or a numpy array as base64 bytes with their dtype."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values)

@@ -12,6 +12,8 @@ from vae.config import PosteriorFamily, preset_config, user_settings
 from vae.job import JobStatus
 
 PAGE_SETTINGS = {name for name, spec in user_settings().items() if spec.how.widget}  # declared in vae.config
+# Drawn only when the posterior is categorical (they apply to a discrete z alone).
+CATEGORICAL_SETTINGS = {"categories", "encoder_gradient", "temperature", "final_temperature"}
 
 
 @pytest.fixture
@@ -56,11 +58,14 @@ def setting_widgets(at: AppTest) -> dict[str, list]:
     return widgets
 
 
-def test_every_setting_declared_for_the_page_has_exactly_one_widget(app):
+@pytest.mark.parametrize("posterior", ["gaussian", "categorical"])
+def test_every_setting_declared_for_the_page_has_exactly_one_widget(app, posterior):
+    app.selectbox(key="train:posterior").set_value(posterior).run()
     widgets = setting_widgets(app)
-    assert set(widgets) == PAGE_SETTINGS  # popover included: AppTest draws what it holds
+    shown = PAGE_SETTINGS if posterior == "categorical" else PAGE_SETTINGS - CATEGORICAL_SETTINGS
+    assert set(widgets) == shown  # popover included: AppTest draws what it holds
     assert all(len(drawn) == 1 for drawn in widgets.values())
-    assert PAGE_SETTINGS == set(user_settings()) - {"hidden_sizes", "encoder_gradient"}  # those two: CLI only
+    assert PAGE_SETTINGS == set(user_settings()) - {"hidden_sizes"}  # CLI only
     for name, (widget,) in widgets.items():
         assert widget.label == user_settings()[name].how.label
 
@@ -69,7 +74,7 @@ def test_choosing_a_preset_puts_its_values_into_every_widget(app):
     app.selectbox(key="train:preset").set_value("digits-2d").run()
     expected = preset_config("digits-2d").setting_values()
     shown = {name: widget.value for name, (widget,) in setting_widgets(app).items()}
-    assert shown == {name: expected[name] for name in PAGE_SETTINGS}
+    assert shown == {name: expected[name] for name in PAGE_SETTINGS - CATEGORICAL_SETTINGS}
     assert shown["latent_dim"] == 2 and shown["epochs"] == 200
 
 
@@ -153,3 +158,35 @@ def test_start_waits_for_the_warm_up_before_loading_anything(monkeypatch):
     job.stop()
     job.join(timeout=10)
     assert calls and calls[0] == "wait", calls
+
+
+def download_buttons(at: AppTest) -> dict[str, object]:
+    """Label -> the proto of each download button on the page (label, disabled, help)."""
+    return {b.proto.label: b.proto for b in at.get("download_button")}
+
+
+DOWNLOADS = {"Download checkpoint (.safetensors)", "Metrics (.csv)", "Standalone script (.py)"}
+
+
+def test_the_download_row_offers_the_bundled_runs_checkpoint_and_script_before_anything_trains(app):
+    buttons = download_buttons(app)
+    assert set(buttons) == DOWNLOADS
+    assert not buttons["Standalone script (.py)"].disabled  # the bundled run's: the digits preset
+    assert buttons["Metrics (.csv)"].disabled  # the bundled run's curves come without a step count per epoch
+
+
+def test_presentation_mode_hides_the_script_and_the_metrics_with_the_checkpoint(app):
+    app.session_state["presentation_mode"] = True
+    app.run()
+    assert download_buttons(app) == {}
+
+
+def test_a_run_offers_its_metrics_and_says_why_its_script_cannot_be_written(app):
+    app.selectbox(key="train:posterior").set_value("laplace")
+    app.number_input(key="train:epochs").set_value(1)
+    button(app, "Start").click().run()
+    buttons = download_buttons(app)
+    assert set(buttons) == DOWNLOADS
+    assert not buttons["Metrics (.csv)"].disabled
+    script = buttons["Standalone script (.py)"]
+    assert script.disabled and "Gaussian posterior only" in script.help

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.toy_settings import SETTINGS
-from vae.baselines import BASELINES, MOVING_AVERAGE_DECAY, PILOT_SAMPLES, baseline_values
+from vae.baselines import MOVING_AVERAGE_DECAY, PILOT_SAMPLES, baseline_values
+from vae.control_variates import VARIANCE_REDUCTIONS
 from vae.estimators import ESTIMATORS, score_function_gradients
 from vae.toy_costs import COSTS, cost_function, exact_variance
 
@@ -76,9 +77,11 @@ def test_a_constant_cost_is_cancelled_exactly_by_either_baseline():
         assert torch.allclose(optimal[p], torch.zeros_like(optimal[p]), atol=1e-12)
 
 
-def test_the_pathwise_estimator_ignores_the_baseline():
-    runs = [ESTIMATORS["pathwise"](cost_function("|z-k|", 1.0), params(0.5, 1.0), 3, 10,
-                                   generator=torch.Generator().manual_seed(0), baseline=b) for b in BASELINES]
+@pytest.mark.parametrize("estimator", ["pathwise", "measure_valued"])
+def test_the_pathwise_and_measure_valued_estimators_ignore_the_baseline(estimator):
+    runs = [ESTIMATORS[estimator](cost_function("|z-k|", 1.0), params(0.5, 1.0), 3, 10,
+                                  generator=torch.Generator().manual_seed(0), baseline=b)
+            for b in VARIANCE_REDUCTIONS]
     for run in runs[1:]:
         np.testing.assert_array_equal(run["loc"], runs[0]["loc"])
     assert exact_variance("|z-k|", "pathwise", 0.5, 1.0, 1.0, "optimal") == exact_variance(

@@ -50,7 +50,7 @@ def set_beta(page, value: str) -> None:
 
 def press(page, name: str, then: str) -> None:
     page.get_by_role("button", name=name, exact=True).click()
-    page.get_by_text(then).first.wait_for(timeout=30_000)
+    page.get_by_text(then).first.wait_for(timeout=120_000)
 
 
 def test_more_settings_keep_the_presets_values_through_a_lesson(app_url):
@@ -91,12 +91,13 @@ def boxes(page, selectors: dict[str, str]) -> dict[str, dict]:
     return found
 
 
+MAIN = "[data-testid='stMainBlockContainer']"  # not the top bar (a busy server shows its own "Stop" there)
 TRAIN_ESSENTIALS = {
-    "title": "h3:has-text('Train a VAE')",
-    "start": "button:has-text('Start')",
-    "stop": "button:has-text('Stop')",
+    "title": f"{MAIN} h3:has-text('Train a VAE')",
+    "start": f"{MAIN} button:has-text('Start')",
+    "stop": f"{MAIN} button:has-text('Stop')",
     "charts": "iframe[title='pages._live_plot.live_plot']",
-    "pictures": "[data-testid='stMainBlockContainer'] img[src^='data:image/png']",
+    "pictures": f"{MAIN} img[src^='data:image/png']",
 }
 
 
@@ -182,22 +183,32 @@ def test_nothing_blinks_while_a_run_trains(app_url):
 # pushes the text below it.
 # Text of the page itself: the app's chrome (the top bar's switch) lives in a 1 px box that clips it until styled.
 TEXT = "[data-testid='stMainBlockContainer'] :is(h1, h2, h3, p):not(.st-key-app_chrome *)"
-LAYOUT_PROBE = """selector => {
-  window.firstSeen = {};
-  const tick = () => {
-    for (const text of document.querySelectorAll(selector)) {
-      const top = text.getBoundingClientRect().top;
-      const shown = text.checkVisibility({visibilityProperty: true, opacityProperty: true});
-      const onScreen = shown && top >= 0 && top < innerHeight;
-      const key = text.textContent.slice(0, 80);
-      if (onScreen && !(key in window.firstSeen)) window.firstSeen[key] = top + document.scrollingElement.scrollTop;
-    }
-    requestAnimationFrame(tick);
-  };
-  tick();
+# Texts are keyed by their words and which occurrence of those words they are: a page may show "Family" or a
+# slider's "0.00" twice, and two different elements are not one element that moved.
+KEYED_TEXTS = """selector => {
+  const seen = {};
+  return [...document.querySelectorAll(selector)].map(text => {
+    const words = text.textContent.slice(0, 80);
+    seen[words] = (seen[words] || 0) + 1;
+    return [`${words} #${seen[words]}`, text];
+  });
 }"""
-NOW = """selector => Object.fromEntries([...document.querySelectorAll(selector)].map(
-  text => [text.textContent.slice(0, 80), text.getBoundingClientRect().top + document.scrollingElement.scrollTop]))"""
+LAYOUT_PROBE = f"""selector => {{
+  const keyedTexts = {KEYED_TEXTS};
+  window.firstSeen = {{}};
+  const tick = () => {{
+    for (const [key, text] of keyedTexts(selector)) {{
+      const top = text.getBoundingClientRect().top;
+      const shown = text.checkVisibility({{visibilityProperty: true, opacityProperty: true}});
+      const onScreen = shown && top >= 0 && top < innerHeight;
+      if (onScreen && !(key in window.firstSeen)) window.firstSeen[key] = top + document.scrollingElement.scrollTop;
+    }}
+    requestAnimationFrame(tick);
+  }};
+  tick();
+}}"""
+NOW = f"""selector => Object.fromEntries(({KEYED_TEXTS})(selector).map(
+  ([key, text]) => [key, text.getBoundingClientRect().top + document.scrollingElement.scrollTop]))"""
 
 
 @pytest.mark.parametrize(("path", "formulas"), [("/lecture", 5), ("/reparameterization", 1)])

@@ -94,7 +94,7 @@ def chart_texts(page: Page) -> dict[str, list[dict]]:
     charts = {f"chart {i + 1}": plot.evaluate(CHART_TEXTS) for i, plot in enumerate(page.locator(STATIC_CHART).all())}
     frames: list[Frame] = [handle.content_frame() for handle in page.locator(LIVE_CHART).element_handles()]
     for i, frame in enumerate(frames):
-        frame.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+        frame.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=120_000)
         charts[f"live chart {i + 1}"] = frame.locator(".js-plotly-plot").evaluate(CHART_TEXTS)
     return charts
 
@@ -138,11 +138,11 @@ PAGE_SHOWN = """() => {
 
 def open_page(page: Page, url: str, heading: str, essentials: dict) -> None:
     page.goto(url)
-    page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=120_000)
     wait_for_idle(page, timeout=120_000)
     for elements in essentials.values():
-        elements(page).first.wait_for(timeout=60_000)
-    page.wait_for_function(PAGE_SHOWN, timeout=60_000)
+        elements(page).first.wait_for(timeout=120_000)
+    page.wait_for_function(PAGE_SHOWN, timeout=120_000)
     page.wait_for_function("document.fonts.status === 'loaded'")
 
 

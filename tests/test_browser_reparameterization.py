@@ -81,7 +81,7 @@ def readability_problems(drawing: dict) -> list[str]:
 def check_graph_on_first_screen(page: Page, name: str) -> None:
     scroll_section_to_top(page)
     svg = graph_svg(page)
-    svg.wait_for(timeout=20_000)
+    svg.wait_for(timeout=120_000)
     drawing = svg.evaluate(MEASURE_GRAPH)
     page.screenshot(path=ARTIFACTS / f"{name}.png")  # the viewport: what the class sees
     assert drawing["texts"] and drawing["nodes"]
@@ -95,7 +95,7 @@ def test_direct_url_opens_the_page_with_navigation_and_graphs(app_url):
     with browser_page(height=1000) as page:
         page.goto(f"{app_url}/reparameterization")
         wait_for_idle(page)
-        page.get_by_role("heading", name="The reparameterization trick").wait_for(timeout=20_000)
+        page.get_by_role("heading", name="The reparameterization trick").wait_for(timeout=120_000)
         nav = page.get_by_role("link", name="Train")
         assert nav.count() >= 1  # the app's navigation, not Streamlit's folder-of-pages fallback
         assert page.get_by_text("live plot").count() == 0
@@ -103,7 +103,7 @@ def test_direct_url_opens_the_page_with_navigation_and_graphs(app_url):
         page.get_by_test_id("stSelectbox").first.click()
         page.get_by_role("option", name="Cauchy").click()
         wait_for_idle(page)
-        page.get_by_text("Cauchy is sampled through its inverse CDF").wait_for(timeout=10_000)
+        page.get_by_text("Cauchy is sampled through its inverse CDF").wait_for(timeout=120_000)
         page.locator(".js-plotly-plot").first.wait_for()
         screenshot(page, "reparameterization-cauchy")
 
@@ -112,11 +112,11 @@ def test_graph_is_readable_at_1280x720_before_and_after(app_url):
     with browser_page(1280, 720) as page:
         page.goto(f"{app_url}/reparameterization")
         wait_for_idle(page)
-        page.get_by_role("heading", name=GRAPH_HEADING).wait_for(timeout=20_000)
+        page.get_by_role("heading", name=GRAPH_HEADING).wait_for(timeout=120_000)
         check_graph_on_first_screen(page, "reparameterization-graph-before")
         assert graph_svg(page).get_by_text("through sampling").count() >= 1
         page.get_by_text("After the trick", exact=True).click()
         wait_for_idle(page)
-        graph_svg(page).locator("text", has_text="ε ~").first.wait_for(timeout=20_000)
+        graph_svg(page).locator("text", has_text="ε ~").first.wait_for(timeout=120_000)
         check_graph_on_first_screen(page, "reparameterization-graph-after")
         assert graph_svg(page).get_by_text("through sampling").count() == 0

@@ -1,13 +1,24 @@
 """Checkpoints: a round trip rebuilds the same model; anything that does not fit is refused with a reason."""
 
 import json
+import os
+import re
+import stat
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save
 
-from vae.checkpoints import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
+from vae.checkpoints import (
+    STALE_TEMPORARY_SECONDS,
+    CheckpointError,
+    checkpoint_bytes,
+    load_checkpoint,
+    save_checkpoint,
+)
 from vae.config import Device, ModelConfig, PosteriorFamily, TrainConfig
 from vae.model import build_model
 
@@ -37,7 +48,7 @@ def test_a_failed_write_leaves_no_file(tmp_path, model, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoints.os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="Could not write the checkpoint .*m.safetensors: disk full."):
         save_checkpoint(tmp_path / "m.safetensors", model, CONFIG)
     assert list(tmp_path.iterdir()) == []
 
@@ -116,10 +127,63 @@ def test_an_unknown_choice_in_the_metadata_is_a_sentence(model):
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     config = json.loads(CONFIG.to_json())
     config["model"]["posterior"] = "normal"
-    with pytest.raises(CheckpointError, match="Unknown posterior 'normal'; choose one of gaussian, laplace"):
+    with pytest.raises(CheckpointError, match="unknown posterior 'normal'; choose one of gaussian, laplace"):
         load_checkpoint(save(tensors, metadata={"format": "reparam-lab/1", "config": json.dumps(config)}))
 
 
 def header_metadata(data: bytes) -> dict[str, str]:
     header_size = int.from_bytes(data[:8], "little")
     return json.loads(data[8 : 8 + header_size])["__metadata__"]
+
+
+def test_temporaries_are_hidden_and_named_after_their_target(tmp_path, model, monkeypatch):
+    import vae.checkpoints as checkpoints
+
+    replaced = []
+    real_replace = checkpoints.os.replace
+    monkeypatch.setattr(checkpoints.os, "replace", lambda src, dst: replaced.append(src) or real_replace(src, dst))
+    save_checkpoint(tmp_path / "m.safetensors", model, CONFIG)
+    assert re.fullmatch(r"\.m\.safetensors\.\w+\.tmp", Path(replaced[0]).name)
+
+
+def test_a_save_removes_only_its_own_stale_temporaries(tmp_path, model):
+    stale = time.time() - STALE_TEMPORARY_SECONDS - 60
+    names = [".m.safetensors.abc_123.tmp", ".m.safetensors.young.tmp", ".other.safetensors.abc.tmp",
+             ".m.safetensors.x.y.tmp", "m.safetensors.tmp", "m.safetensorsab12cd.tmp", ".m.safetensors..tmp"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+        if name != ".m.safetensors.young.tmp":  # a concurrent writer's, still being written
+            os.utime(tmp_path / name, (stale, stale))
+    folder = tmp_path / ".m.safetensors.folder.tmp"
+    folder.mkdir()
+    os.utime(folder, (stale, stale))
+    save_checkpoint(tmp_path / "m.safetensors", model, CONFIG)
+    left = {path.name for path in tmp_path.iterdir()}
+    assert left == {"m.safetensors", folder.name} | set(names) - {".m.safetensors.abc_123.tmp"}
+
+
+def test_the_folder_is_synced_after_the_rename(tmp_path, model, monkeypatch):
+    import vae.checkpoints as checkpoints
+
+    synced = []
+    real_fsync = checkpoints.os.fsync
+    monkeypatch.setattr(checkpoints.os, "fsync",
+                        lambda fd: synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)) or real_fsync(fd))
+    save_checkpoint(tmp_path / "m.safetensors", model, CONFIG)
+    assert synced == [False, True]  # the file's bytes, then the folder's entry for it
+
+
+def test_a_loaded_model_has_trainable_cpu_parameters(model):
+    loaded = load_checkpoint(checkpoint_bytes(model, CONFIG)).model
+    assert all(isinstance(p, torch.nn.Parameter) and p.requires_grad and p.device.type == "cpu"
+               for p in loaded.parameters())
+    assert not loaded.training
+
+
+def test_a_path_that_is_not_a_regular_file_is_a_sentence(tmp_path):
+    with pytest.raises(CheckpointError, match="is not a regular file"):
+        load_checkpoint(tmp_path)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.safetensors")
+        with pytest.raises(CheckpointError, match="is not a regular file"):  # refused, not read forever
+            load_checkpoint(tmp_path / "pipe.safetensors")

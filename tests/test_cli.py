@@ -11,7 +11,16 @@ import pytest
 
 from vae.checkpoints import checkpoint_bytes, load_checkpoint
 from vae.cli import build_parser, config_from_args, main
-from vae.config import Device, EncoderGradient, Likelihood, PosteriorFamily, Preset, preset_config, user_settings
+from vae.config import (
+    Device,
+    EncoderGradient,
+    Likelihood,
+    PosteriorFamily,
+    Preset,
+    preset_config,
+    pretrained_path,
+    user_settings,
+)
 from vae.model import build_model
 
 NOT_SETTINGS = {"help", "data_dir", "out", "json"}  # the run's own options, not part of its config
@@ -47,7 +56,8 @@ def test_every_setting_has_exactly_one_flag_and_nothing_else_does():
 ALL_FLAGS = ["--preset", "digits-2d", "--dataset", "mnist", "--hidden-sizes", "24", "12", "--latent-dim", "3",
              "--likelihood", "gaussian", "--posterior", "laplace", "--epochs", "7", "--batch-size", "32",
              "--lr", "0.01", "--beta", "0.5", "--kl-warmup-epochs", "2.5", "--encoder-gradient", "score_function",
-             "--seed", "9", "--device", "cpu"]
+             "--seed", "9", "--device", "cpu", "--kl-cycles", "3", "--free-bits", "0.25", "--categories", "5",
+             "--temperature", "2", "--final-temperature", "0.3"]
 
 
 def test_flags_config_checkpoint_and_back_are_the_same_config():
@@ -56,6 +66,8 @@ def test_flags_config_checkpoint_and_back_are_the_same_config():
     assert config.preset is Preset.DIGITS_2D and config.dataset == "mnist" and config.model.hidden_sizes == (24, 12)
     assert (config.model.latent_dim, config.epochs, config.batch_size, config.seed) == (3, 7, 32, 9)
     assert (config.lr, config.beta, config.kl_warmup_epochs) == (0.01, 0.5, 2.5)
+    assert (config.kl_cycles, config.free_bits) == (3, 0.25)
+    assert (config.model.categories, config.temperature, config.final_temperature) == (5, 2.0, 0.3)
     assert config.model.likelihood is Likelihood.GAUSSIAN and config.model.posterior is PosteriorFamily.LAPLACE
     assert config.encoder_gradient is EncoderGradient.SCORE_FUNCTION and config.device is Device.CPU
     loaded = load_checkpoint(checkpoint_bytes(build_model(config.model, seed=0), config)).config
@@ -118,3 +130,91 @@ def test_a_choice_outside_its_enum_is_refused_naming_the_choices(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "invalid choice: 'normal'" in err
     assert all(family in err for family in PosteriorFamily)  # argparse quotes them or not, by Python version
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [(["--beta", "inf"], "Beta must be a finite number"),
+     (["--kl-warmup", "nan"], "The KL warm-up must be a finite number of epochs"),
+     (["--lr", "nan"], "The learning rate must be a positive finite number"),
+     (["--lr", "inf"], "The learning rate must be a positive finite number"),
+     (["--seed", str(2**64)], "The seed must be between 0 and 2147483647, not 18446744073709551616."),
+     (["--epochs", str(10**12)], "The number of epochs must be between 1 and 10000"),
+     (["--batch-size", str(10**9)], "The batch size must be between 1 and 4096")],
+)
+def test_values_out_of_range_are_refused_before_training(flags, words, capsys):
+    assert main(["train", *flags]) == 2
+    captured = capsys.readouterr()
+    assert f"error: {words}" in captured.err and "epoch" not in captured.out  # refused up front: nothing trained
+
+
+def test_a_diverged_run_never_replaces_a_good_checkpoint(tmp_path, capsys):
+    good = tmp_path / "good.safetensors"
+    assert main(["train", "--epochs", "1", "--hidden-sizes", "16", "--out", str(good)]) == 0
+    before = good.read_bytes()
+    assert main(["train", "--lr", "100", "--epochs", "5", "--hidden-sizes", "16", "--out", str(good)]) == 1
+    err = capsys.readouterr().err
+    assert f"Nothing was saved to {good}" in err
+    assert good.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["good.safetensors"]
+
+
+def test_a_diverged_run_writes_no_new_file_either(tmp_path, capsys):
+    out = tmp_path / "new.safetensors"
+    assert main(["train", "--lr", "100", "--epochs", "5", "--hidden-sizes", "16", "--json", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "paused" and "Nothing was saved" in captured.err
+    assert not out.exists()
+
+
+def test_an_interrupted_run_saves_nothing(tmp_path, capsys, monkeypatch):
+    import vae.cli
+
+    def interrupt(job, quiet):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "m.safetensors"
+    monkeypatch.setattr(vae.cli, "_follow", interrupt)  # Ctrl-C while the run is being followed
+    assert main(["train", "--epochs", "50", "--hidden-sizes", "16", "--out", str(out)]) == 130
+    assert "Interrupted" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_help_says_when_out_is_written():
+    help_text = " ".join(train_parser().format_help().split())
+    assert "only when the run finishes all its epochs without diverging" in help_text
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-2d"])
+def test_bound_prints_l_k_beside_the_elbo_for_a_bundled_checkpoint(name, capsys):
+    path = str(pretrained_path(name))
+    assert main(["bound", "--checkpoint", path, "--k", "1,10,100,1000", "--examples", "8", "--seed", "1",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # stdout holds the JSON object and nothing else
+    assert set(result) == {"checkpoint", "examples", "elbo", "bounds"}
+    assert result["checkpoint"] == path and result["examples"] == 8
+    assert [row["k"] for row in result["bounds"]] == [1, 10, 100, 1000]
+    assert all(set(row) == {"k", "bound", "stderr"} and row["stderr"] > 0 for row in result["bounds"])
+    bounds = [row["bound"] for row in result["bounds"]]
+    assert -60 < result["elbo"] < 0 and bounds == sorted(bounds)  # nats per example; tighter with K
+    assert bounds[0] == pytest.approx(result["elbo"], abs=0.1)  # L_1 is the ELBO
+
+
+def test_bound_prints_a_table_without_json(capsys):
+    assert main(["bound", "--checkpoint", str(pretrained_path("digits")), "--k", "1,4",
+                 "--examples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4 held-out examples, nats per example" in out and "ELBO" in out
+    assert [line.split()[0] for line in out.splitlines() if line.strip()[:1].isdigit()] == ["1", "4"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--checkpoint", "missing.safetensors"], "Could not read the checkpoint"),
+    (["--k", "1,0"], "--k takes whole numbers from 1 to 100,000"),
+    (["--k", "ten"], "--k takes whole numbers"),
+    (["--k", "2.5"], "--k takes whole numbers"),
+    (["--examples", "0"], "--examples must be at least 1"),
+])
+def test_bound_refuses_bad_input_in_one_sentence(flags, words, capsys):
+    arguments = ["bound", "--checkpoint", str(pretrained_path("digits")), *flags]
+    assert main(arguments) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {words}") and captured.err.count("\n") == 1 and not captured.out

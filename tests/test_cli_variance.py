@@ -8,7 +8,8 @@ import pytest
 
 from vae.cli import main
 from vae.estimators import ESTIMATORS
-from vae.toy_costs import exact_gradient, exact_variance
+from vae.toy_costs import exact_gradient
+from vae.toy_variances import exact_variance
 
 FIELDS = {"mean", "variance", "stderr", "exact_variance"}
 
@@ -21,7 +22,7 @@ def test_json_shape_and_means_near_the_exact_gradients(capsys):
     assert {key: result[key] for key in ("cost", "mu", "sigma", "k", "samples")} == {
         "cost": "(z-k)^2", "mu": 0.5, "sigma": 1.0, "k": 1.0, "samples": 50000}
     estimators = result["estimators"]
-    assert set(estimators) == {"pathwise", "score_function"}
+    assert set(estimators) == set(ESTIMATORS) == {"pathwise", "score_function", "measure_valued"}
     assert set(estimators["pathwise"]) == {"mu", "sigma"}
     assert set(estimators["score_function"]) == {"baseline", "mu", "sigma"}
     assert estimators["score_function"]["baseline"] == "optimal"

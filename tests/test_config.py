@@ -71,7 +71,11 @@ def test_old_json_loads_with_typed_choices_and_defaults_for_newer_fields():
     assert config.model.likelihood is Likelihood.BERNOULLI and config.device is Device.AUTO
     assert config.encoder_gradient is EncoderGradient.PATHWISE  # not in the old file: the default
     assert config.model.hidden_sizes == (256,) and config.model.input_shape == (8, 8)  # lists become tuples
-    assert json.loads(config.to_json()) == json.loads(OLD_JSON) | {"encoder_gradient": "pathwise"}
+    newer = {"encoder_gradient": "pathwise", "kl_cycles": 0, "free_bits": 0.0,  # not in the old file: the defaults
+             "temperature": 1.0, "final_temperature": 0.5}
+    expected = json.loads(OLD_JSON) | newer
+    expected["model"] = expected["model"] | {"categories": 10}
+    assert json.loads(config.to_json()) == expected
 
 
 def test_replace_reaches_model_fields():
@@ -94,10 +98,16 @@ def test_settings_apply_on_top_of_their_preset():
      ({"beta": -1}, "Beta"), ({"batch_size": 0}, "batch size"), ({"epochs": 0}, "epochs"),
      ({"device": "tpu"}, "Unknown device 'tpu'; choose one of auto, cpu, cuda."),
      ({"likelihood": "poisson"}, "Unknown likelihood 'poisson'; choose one of bernoulli, gaussian."),
-     ({"posterior": "normal"}, "Unknown posterior 'normal'; choose one of gaussian, laplace, logistic, student-t."),
+     ({"posterior": "normal"},
+      "Unknown posterior 'normal'; choose one of gaussian, laplace, logistic, student-t, categorical."),
      ({"encoder_gradient": "reinforce"},
-      "Unknown encoder gradient 'reinforce'; choose one of pathwise, score_function."),
-     ({"encoder_gradient": "score_function", "posterior": "logistic"}, "exact KL")],
+      "Unknown encoder gradient 'reinforce'; choose one of pathwise, score_function, straight_through."),
+     ({"encoder_gradient": "score_function", "posterior": "logistic"}, "exact KL"),
+     ({"encoder_gradient": "straight_through"}, "Straight-through gradients are for a categorical posterior"),
+     ({"categories": 1}, "number of categories must be between 2 and 64"),
+     ({"categories": 65, "posterior": "categorical"}, "number of categories"),
+     ({"temperature": 0.05}, "temperature must be a number from 0.1 to 5"),
+     ({"final_temperature": float("nan")}, "final temperature")],
 )
 def test_bad_values_are_refused_with_a_sentence(changes, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")) as error:
@@ -126,3 +136,82 @@ def test_reference_curve_only_for_the_unchanged_example():
     assert reference_test_loss(example.replace(seed=3, epochs=20)) is not None
     assert reference_test_loss(example.replace(latent_dim=2)) is None
     assert reference_test_loss(example.replace(dataset="digits")) is None
+
+
+@pytest.mark.parametrize(
+    "model, fields, words",
+    [({"latent_dim": "8"}, {}, "The setting latent_dim must be a whole number, not '8'."),
+     ({"latent_dim": True}, {}, "The setting latent_dim must be a whole number, not True."),
+     ({"latent_dim": 8.0}, {}, "The setting latent_dim must be a whole number, not 8.0."),
+     ({"input_shape": [8]}, {}, "The setting input_shape must be a list of 2 whole numbers, not [8]."),
+     ({"input_shape": [8, 8, 8]}, {}, "The setting input_shape must be a list of 2 whole numbers"),
+     ({"input_shape": "8x8"}, {}, "The setting input_shape must be a list of 2 whole numbers"),
+     ({"hidden_sizes": ["16"]}, {}, "The setting hidden_sizes must be a list of whole numbers, not ['16']."),
+     ({"hidden_sizes": [16.0]}, {}, "The setting hidden_sizes must be a list of whole numbers"),
+     ({"hidden_sizes": [16, False]}, {}, "The setting hidden_sizes must be a list of whole numbers"),
+     ({"hidden_sizes": 16}, {}, "The setting hidden_sizes must be a list of whole numbers, not 16."),
+     ({"likelihood": 3}, {}, "Unknown likelihood 3; choose one of bernoulli, gaussian."),
+     ({"posterior": ["gaussian"]}, {}, "Unknown posterior ['gaussian']"),
+     ({}, {"lr": "0.1"}, "The setting lr must be a number, not '0.1'."),
+     ({}, {"beta": True}, "The setting beta must be a number, not True."),
+     ({}, {"epochs": True}, "The setting epochs must be a whole number, not True."),
+     ({}, {"epochs": 2.5}, "The setting epochs must be a whole number, not 2.5."),
+     ({}, {"seed": None}, "The setting seed must be a whole number, not None."),
+     ({}, {"dataset": 5}, "The setting dataset must be a string, not 5."),
+     ({}, {"model": [8]}, "The configuration's model is not a JSON object of settings."),
+     ({}, {"learning_speed": 3}, "The configuration has fields this version does not know: learning_speed."),
+     ({"depth": 3}, {}, "The configuration has fields this version does not know: depth.")],
+)
+def test_a_field_of_the_wrong_type_is_refused_naming_it(model, fields, words):
+    data = json.loads(OLD_JSON)
+    data["model"].update(model)
+    data.update(fields)
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.from_json(json.dumps(data))
+    assert str(error.value).startswith(words.removesuffix(".")) and str(error.value).endswith(".")
+
+
+def test_a_config_that_is_not_an_object_is_a_sentence():
+    for text in ("[8, 8]", '"digits"', "8", "null"):
+        with pytest.raises(ConfigError, match="The configuration is not a JSON object of settings."):
+            TrainConfig.from_json(text)
+    with pytest.raises(ConfigError, match="not a JSON object of settings"):
+        TrainConfig.from_dict([("epochs", 3)])
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        TrainConfig.from_json("[" * 100_000)  # deeper than the parser's recursion
+
+
+def test_numbers_take_their_declared_type():
+    config = TrainConfig.from_json(OLD_JSON.replace('"lr": 0.003', '"lr": 1'))
+    assert config.lr == 1.0 and isinstance(config.lr, float)
+    assert ModelConfig(input_shape=[28, 28], hidden_sizes=[400]).input_shape == (28, 28)
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [({"beta": float("inf")}, "Beta must be a finite number, zero or more, not inf."),
+     ({"beta": float("nan")}, "Beta must be a finite number, zero or more, not nan."),
+     ({"kl_warmup_epochs": float("nan")}, "The KL warm-up must be a finite number of epochs, zero or more, not nan."),
+     ({"kl_warmup_epochs": -1.0}, "The KL warm-up must be a finite number of epochs, zero or more, not -1.0."),
+     ({"lr": float("nan")}, "The learning rate must be a positive finite number, not nan."),
+     ({"lr": float("inf")}, "The learning rate must be a positive finite number, not inf."),
+     ({"seed": 2**64}, "The seed must be between 0 and 2147483647, not 18446744073709551616."),
+     ({"seed": -1}, "The seed must be between 0 and 2147483647, not -1."),
+     ({"epochs": 10**12}, "The number of epochs must be between 1 and 10000, not 1000000000000."),
+     ({"batch_size": 10**9}, "The batch size must be between 1 and 4096, not 1000000000."),
+     ({"hidden_sizes": (16,) * 5}, "The encoder and decoder need 1 to 4 hidden layers, not 5."),
+     ({"hidden_sizes": ()}, "The encoder and decoder need 1 to 4 hidden layers, not 0."),
+     ({"hidden_sizes": (2049,)}, "Hidden layer widths must be between 1 and 2048, not 2049."),
+     ({"hidden_sizes": (16, 0)}, "Hidden layer widths must be between 1 and 2048, not 0."),
+     ({"input_shape": (65, 8)}, "Images must be 1 to 64 pixels on a side, not 65x8."),
+     ({"input_shape": (0, 8)}, "Images must be 1 to 64 pixels on a side, not 0x8.")],
+)
+def test_values_out_of_bounds_are_refused_naming_the_limit(changes, words):
+    with pytest.raises(ConfigError) as error:
+        preset_config("digits").replace(**changes).validate()
+    assert str(error.value) == words
+
+
+def test_the_widest_values_the_bounds_allow_are_valid():
+    preset_config("digits").replace(epochs=10_000, batch_size=4096, seed=2**31 - 1, latent_dim=64,
+                                    hidden_sizes=(2048,) * 4, input_shape=(64, 64), lr=100.0, beta=0.0).validate()

@@ -130,3 +130,20 @@ def test_score_function_training_needs_an_exact_kl():
 
     with pytest.raises(ConfigError, match="exact KL"):
         TrainConfig(model=ModelConfig(posterior="logistic"), encoder_gradient="score_function").validate()
+
+
+def test_the_noise_table_computes_only_the_two_estimators_it_compares(model_and_batch, monkeypatch):
+    """A third registered estimator (measure-valued) is not in the table: computing it only made the page slower."""
+    import vae.encoder_gradients as module
+
+    model, x = model_and_batch
+    computed = []
+    original = module.encoder_gradient_samples
+
+    def counting(model, x, estimator, *args, **kwargs):
+        computed.append(estimator)
+        return original(model, x, estimator, *args, **kwargs)
+
+    monkeypatch.setattr(module, "encoder_gradient_samples", counting)
+    table = module.encoder_noise_comparison(model, x, repetitions=4)
+    assert sorted(computed) == ["pathwise", "score_function"] and len(table["tensor"]) > 0

@@ -13,19 +13,26 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from vae.families import FAMILIES
 from vae.figures import PALETTE
 from vae.graphs import (
     GRADIENT_COLOUR,
+    NO_GRADIENT,
     Edge,
     Graph,
     backprop_edges,
     blocked_edges,
     computation_graph,
+    number_lines,
     to_svg,
 )
 
 BEFORE = computation_graph(reparameterized=False)
 AFTER = computation_graph(reparameterized=True)
+# The widest numbers the format writes (8 characters: −4.56e−5; a scale and a norm are positive), on every node.
+WIDE = -4.56e-5
+NUMBERS = {"mu": (WIDE, WIDE), "sigma": (-WIDE, WIDE), "eps": (WIDE, None), "z": (WIDE, WIDE),
+           "encoder": (None, -WIDE), "decoder": (None, -WIDE), "loss": (WIDE, None)}
 SVG = "{http://www.w3.org/2000/svg}"
 CHAR_WIDTH, ASCENT, DESCENT = 0.6, 1.0, 0.35  # in font sizes
 MAIN_COLUMN = (1100, 560)  # px: the wide layout's main column at 1280x720, below the section's controls
@@ -93,8 +100,8 @@ def test_highlighted_backprop_is_exactly_the_path_the_gradient_takes(graph, sour
     assert {e.source for e in edges} <= gradient_reachable(graph)
 
 
-def parse(graph: Graph) -> ET.Element:
-    return ET.fromstring(to_svg(graph))
+def parse(graph: Graph, numbers: dict | None = None) -> ET.Element:
+    return ET.fromstring(to_svg(graph, numbers))
 
 
 def groups(svg: ET.Element, kind: str) -> list[ET.Element]:
@@ -167,11 +174,18 @@ def stroked(group: ET.Element, colour: str, dashes: str | None = None) -> list[E
 
 
 BOTH = pytest.mark.parametrize("graph", [BEFORE, AFTER], ids=["before", "after"])
+# Every drawing the pages make: plain, and with numbers on the nodes, for each posterior family.
+NUMBERED = [(name, reparameterized) for name in ("gaussian", "laplace", "logistic", "student-t")
+            for reparameterized in (False, True)]
+DRAWN = pytest.mark.parametrize(
+    ("graph", "numbers"),
+    [(BEFORE, None), (AFTER, None)] + [(computation_graph(after, FAMILIES[name]), NUMBERS) for name, after in NUMBERED],
+    ids=["before", "after"] + [f"{name}-{'after' if after else 'before'}-numbers" for name, after in NUMBERED])
 
 
-@BOTH
-def test_svg_has_a_fixed_pixel_size_that_fits_the_main_column(graph):
-    svg = parse(graph)
+@DRAWN
+def test_svg_has_a_fixed_pixel_size_that_fits_the_main_column(graph, numbers):
+    svg = parse(graph, numbers)
     width, height = int(svg.get("width")), int(svg.get("height"))
     assert width <= MAIN_COLUMN[0] and height <= MAIN_COLUMN[1]
     assert svg.get("viewBox") == f"0 0 {width} {height}"  # 1 unit = 1 px: nothing is scaled
@@ -180,9 +194,9 @@ def test_svg_has_a_fixed_pixel_size_that_fits_the_main_column(graph):
     assert all(inside(box, (0, 0, width, height)) for box in everything)
 
 
-@BOTH
-def test_every_text_is_at_least_16_px(graph):
-    svg = parse(graph)
+@DRAWN
+def test_every_text_is_at_least_16_px(graph, numbers):
+    svg = parse(graph, numbers)
     sizes = [float(t.get("font-size")) for t in svg.iter(f"{SVG}text")]
     assert sizes and min(sizes) >= 16
     # Sized on each text and nowhere else, and nothing scales: the sizes above are the sizes drawn.
@@ -190,20 +204,21 @@ def test_every_text_is_at_least_16_px(graph):
     assert not [e.tag for e in svg.iter() if e.get("transform")]
 
 
-@BOTH
-def test_no_two_texts_overlap(graph):
-    svg = parse(graph)
+@DRAWN
+def test_no_two_texts_overlap(graph, numbers):
+    svg = parse(graph, numbers)
     everything = [label for kind in ("node", "edge", "legend") for label in labels(svg, kind)]
+    numbered = sum(bool(lines) for lines in number_lines(graph, numbers).values()) if numbers else 0
     expected = (len(graph.nodes) + 6 + len(backprop_edges(graph)) + len(blocked_edges(graph))  # 6 in the legend
-                + sum(bool(e.label) for e in graph.edges))
+                + sum(bool(e.label) for e in graph.edges) + numbered)
     assert len(everything) == expected  # every label is drawn, so every one is checked
     clashes = [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(everything, 2) if overlap(box_a, box_b)]
     assert clashes == []
 
 
-@BOTH
-def test_node_labels_sit_inside_their_node_and_other_labels_clear_of_every_node(graph):
-    svg = parse(graph)
+@DRAWN
+def test_node_labels_sit_inside_their_node_and_other_labels_clear_of_every_node(graph, numbers):
+    svg = parse(graph, numbers)
     nodes = node_boxes(svg)
     for group in groups(svg, "node"):
         for text in group.iter(f"{SVG}text"):
@@ -214,21 +229,23 @@ def test_node_labels_sit_inside_their_node_and_other_labels_clear_of_every_node(
         assert not [i for i, node in nodes.items() if overlap(box, node)], text
 
 
-def test_ellipses_hold_their_labels():
-    """The label's box fits inside the ellipse itself, not only inside its bounding box."""
-    for graph in (BEFORE, AFTER):
-        for group in groups(parse(graph), "node"):
-            ellipse = group.find(f"{SVG}ellipse")
-            if ellipse is None:
-                continue
-            cx, cy, rx, ry = (float(ellipse.get(k)) for k in ("cx", "cy", "rx", "ry"))
-            left, top, right, bottom = text_box(group.find(f"{SVG}text"))
+@DRAWN
+def test_ellipses_hold_their_labels(graph, numbers):
+    """Every text's box (the label's, the numbers') fits inside the ellipse itself, not only inside its bounding
+    box."""
+    for group in groups(parse(graph, numbers), "node"):
+        ellipse = group.find(f"{SVG}ellipse")
+        if ellipse is None:
+            continue
+        cx, cy, rx, ry = (float(ellipse.get(k)) for k in ("cx", "cy", "rx", "ry"))
+        for text in group.iter(f"{SVG}text"):
+            left, top, right, bottom = text_box(text)
             assert all(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1 for x in (left, right) for y in (top, bottom))
 
 
-@BOTH
-def test_no_line_or_arrowhead_runs_through_a_text(graph):
-    svg = parse(graph)
+@DRAWN
+def test_no_line_or_arrowhead_runs_through_a_text(graph, numbers):
+    svg = parse(graph, numbers)
     everything = [label for kind in ("node", "edge", "legend") for label in labels(svg, kind)]
     hits = [(owner, text) for owner, start, end in segments(svg) for text, box in everything
             if crosses(start, end, box)]
@@ -289,3 +306,46 @@ def test_labels_are_escaped():
     svg = parse(odd)  # still well-formed XML
     assert "x < y & z" in ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
     assert svg.get("aria-label") == 'a <b> & "c"'
+
+
+def node_texts(svg: ET.Element) -> dict[str, list[str]]:
+    """Node id -> the lines it prints (label lines, then number lines)."""
+    return {g.get("id").removeprefix("node-"): [span.text for span in g.iter(f"{SVG}tspan")]
+            for g in groups(svg, "node")}
+
+
+def test_numbers_print_values_and_gradients_and_the_blocked_ones_are_missing_before_the_trick():
+    numbers = {"mu": (0.5, -1.25), "sigma": (0.8, 0.75), "eps": (0.6, None), "z": (0.98, -1.25),
+               "encoder": (None, 3.14), "decoder": (None, 12.5), "loss": (-25.25, None)}
+    before, after = node_texts(parse(BEFORE, numbers)), node_texts(parse(AFTER, numbers))
+    for node in ("encoder", "mu", "sigma", "q"):  # sampling blocks the gradient on its way to φ
+        assert before[node][-1] == NO_GRADIENT, node
+        assert not any("∂" in line or "∇" in line for line in before[node])
+    assert before["mu"][-2:] == ["μ = 0.5", NO_GRADIENT] and before["sigma"][-2:] == ["σ = 0.8", NO_GRADIENT]
+    assert before["z"][-2:] == ["z = 0.98", "∂L/∂z = −1.25"] and before["decoder"][-1] == "‖∇θ‖ = 12.5"
+    # After the trick the same numbers reach φ, through μ and σ; ε needs no gradient, and x none at all.
+    assert after["mu"][-2:] == ["μ = 0.5", "∂L/∂μ = −1.25"] and after["sigma"][-1] == "∂L/∂σ = 0.75"
+    assert after["encoder"][-1] == "‖∇φ‖ = 3.14" and after["eps"][-1] == "ε = 0.6"
+    assert after["loss"][-1] == "L = −25.2" and after["x"] == ["x", "data"]
+    assert not [node for node, lines in after.items() if NO_GRADIENT in lines]
+    blocked = [t for g in groups(parse(BEFORE, numbers), "node") for t in g.iter(f"{SVG}tspan")
+               if t.text == NO_GRADIENT]
+    assert {t.get("fill") for t in blocked} <= {None, GRADIENT_COLOUR} and len(blocked) == 4  # red, like a gradient
+
+
+def test_a_gradient_given_for_a_blocked_node_is_still_not_printed():
+    svg = parse(BEFORE, {"mu": (0.5, 99.0), "encoder": (None, 99.0)})
+    assert "99" not in "".join(svg.itertext())
+
+
+def test_the_graph_names_the_runs_family():
+    laplace = node_texts(parse(computation_graph(True, FAMILIES["laplace"]), NUMBERS))
+    assert laplace["eps"][0] == "ε ~ Laplace(0, 1)" and laplace["z"][:2] == ["z =", "μ + b ⊙ ε"]
+    assert laplace["sigma"][:2] == ["b", "scale"] and laplace["sigma"][-1].startswith("∂L/∂b = ")
+    assert "∂L/∂b" in "".join(parse(computation_graph(True, FAMILIES["laplace"])).itertext())  # the edge too
+    logistic = node_texts(parse(computation_graph(True, FAMILIES["logistic"]), NUMBERS))
+    assert logistic["eps"][0] == "u ~ Uniform(0, 1)" and logistic["eps"][-1].startswith("u = ")
+    assert logistic["z"][1] == "F⁻¹(u; μ, s)"
+    student = node_texts(parse(computation_graph(False, FAMILIES["student-t"])))
+    assert student["q"] == ["q_φ(z|x)", "= Student-t(μ, σ)"]
+    assert computation_graph(True, FAMILIES["gaussian"]) == AFTER  # the Gaussian is the default

@@ -8,7 +8,8 @@ import torch
 
 import vae.job as job_module
 import vae.trainer as trainer_module
-from vae.job import JobLimitError, JobStatus, MetricHistory, TrainingJob
+from vae.job import CapacityError, JobStatus, MetricHistory, TrainingJob, start_together
+from vae.scheduler import TrainingSlots
 
 
 def run_to_end(job: TrainingJob, timeout: float = 60):
@@ -72,9 +73,9 @@ def test_nan_loss_pauses_on_the_last_good_weights(small_digits, small_config, mo
     calls = {"n": 0}
     real_loss = trainer_module.training_loss
 
-    def loss_that_breaks_at_step_15(terms, beta):
+    def loss_that_breaks_at_step_15(terms, beta, free_bits=0.0):
         calls["n"] += 1
-        loss = real_loss(terms, beta)
+        loss = real_loss(terms, beta, free_bits)
         return loss * float("nan") if calls["n"] >= 15 else loss
 
     monkeypatch.setattr(trainer_module, "training_loss", loss_that_breaks_at_step_15)
@@ -131,19 +132,84 @@ def test_model_copy_is_independent_of_training(small_digits, small_config):
     job.stop()
 
 
-def test_too_many_jobs_are_refused(small_digits, small_config):
-    jobs = [TrainingJob(small_config.replace(epochs=10_000), small_digits) for _ in range(job_module.MAX_ACTIVE_JOBS)]
-    for job in jobs:
-        job.start(paused=True)
-    extra = TrainingJob(small_config, small_digits)
-    with pytest.raises(JobLimitError, match="already running"):
-        extra.start()
-    for job in jobs:
+@pytest.fixture
+def two_slots(monkeypatch):
+    """A server that trains two runs at once."""
+    slots = TrainingSlots(2)
+    monkeypatch.setattr(job_module, "SLOTS", slots)
+    return slots
+
+
+def test_runs_beyond_the_capacity_queue_and_start_by_themselves(small_digits, small_config, two_slots):
+    long = small_config.replace(epochs=10_000)
+    running = [TrainingJob(long, small_digits) for _ in range(2)]
+    for job in running:
+        job.start()
+        job.wait_until(lambda s: s.status == JobStatus.RUNNING)
+    queued = [TrainingJob(long, small_digits) for _ in range(2)]
+    for job in queued:
+        job.start()
+    first, second = (job.wait_until(lambda s: s.status == JobStatus.QUEUED) for job in queued)
+    assert "number 1 in the queue" in first.status_line and "number 2 in the queue" in second.status_line
+    assert two_slots.running == 2 and first.step == 0
+    running[0].stop()
+    queued[0].wait_until(lambda s: s.status == JobStatus.RUNNING and s.step > 0)
+    queued[1].wait_until(lambda s: "number 1 in the queue" in s.status_line)
+    assert two_slots.running == 2
+    for job in running + queued:
         job.stop()
-        assert job.join(timeout=10)
-    extra.start()  # a slot is free again
-    extra.stop()
-    assert extra.join(timeout=10)
+        assert job.join(timeout=120)
+    assert two_slots.running == 0 and two_slots.waiting == 0
+
+
+def test_a_queued_run_that_is_stopped_leaves_the_queue_and_frees_nothing_twice(small_digits, small_config,
+                                                                               two_slots):
+    long = small_config.replace(epochs=10_000)
+    jobs = [TrainingJob(long, small_digits) for _ in range(3)]
+    for job in jobs:
+        job.start()
+    jobs[2].wait_until(lambda s: s.status == JobStatus.QUEUED)
+    jobs[2].stop()
+    assert jobs[2].join(timeout=120)
+    assert jobs[2].snapshot().status == JobStatus.STOPPED and two_slots.waiting == 0
+    for job in jobs[:2]:
+        job.stop()
+        assert job.join(timeout=120)
+    assert two_slots.running == 0
+
+
+def test_a_race_starts_together_or_waits_together(small_digits, small_config, two_slots):
+    long = small_config.replace(epochs=10_000)
+    solo = TrainingJob(long, small_digits)
+    solo.start()
+    solo.wait_until(lambda s: s.status == JobStatus.RUNNING)
+    race = [TrainingJob(long, small_digits) for _ in range(2)]
+    start_together(race)
+    for job in race:
+        job.wait_until(lambda s: s.status == JobStatus.QUEUED)  # one slot is free, but the race needs two
+    solo.stop()
+    for job in race:
+        job.wait_until(lambda s: s.status == JobStatus.RUNNING)
+    with pytest.raises(CapacityError, match="at most 2 runs at once"):
+        start_together([TrainingJob(long, small_digits) for _ in range(3)])
+    for job in race:
+        job.stop()
+        assert job.join(timeout=120)
+
+
+def test_the_runs_of_a_gone_owner_stop_and_drop_their_weights(small_digits, small_config):
+    long = small_config.replace(epochs=10_000)
+    mine, theirs = TrainingJob(long, small_digits, owner="tab-1"), TrainingJob(long, small_digits, owner="tab-2")
+    for job in (mine, theirs):
+        job.start()
+        job.wait_until(lambda s: s.step > 0)
+    assert {"tab-1", "tab-2"} <= job_module.owners_with_live_jobs()
+    assert job_module.stop_jobs_of("tab-1") == 1
+    assert mine.join(timeout=120) and mine.model() is None
+    assert "its browser tab had been gone too long" in mine.snapshot().message
+    assert theirs.snapshot().status == JobStatus.RUNNING and "tab-1" not in job_module.owners_with_live_jobs()
+    theirs.stop()
+    assert theirs.join(timeout=120)
 
 
 def test_dropping_the_job_stops_its_thread(small_digits, small_config):
@@ -156,3 +222,62 @@ def test_dropping_the_job_stops_its_thread(small_digits, small_config):
     gc.collect()
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_each_requested_step_is_recorded_with_the_numbers_the_job_published(small_digits, small_config):
+    job = TrainingJob(small_config.replace(epochs=10_000), small_digits)
+    assert job.last_step_record() is None
+    job.start()
+    job.wait_until(lambda s: s.step >= 10)
+    assert job.last_step_record() is None  # a running job records nothing: it stays fast
+    job.pause()
+    paused = job.wait_until(lambda s: s.status == JobStatus.PAUSED)
+    weights_before = job.model()
+    job.step()
+    record = job.wait_for_step_record(after=paused.step)
+    snap = job.snapshot()
+    assert record is job.last_step_record() and record.step == snap.step == paused.step + 1
+    published = {name: snap.train[name][-1] for name in ("elbo", "reconstruction", "kl", "grad_norm")}
+    assert record.metrics == published  # the same float32 numbers, read back once
+    weights_after = job.model()
+    with torch.no_grad():
+        distance = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(weights_after.parameters(),
+                                                                          weights_before.parameters(), strict=True)))
+    assert record.update_norm == pytest.approx(float(distance), rel=1e-5)
+    job.step(3)
+    job.wait_until(lambda s: s.step == record.step + 3)
+    assert job.last_step_record().step == record.step + 3  # the latest of several
+    job.stop()
+    assert job.join(timeout=10)
+    assert job.wait_for_step_record(after=job.snapshot().step, timeout=1) is None  # an ended run steps no more
+
+
+def test_step_on_a_running_job_pauses_it_and_records_that_step(small_digits, small_config):
+    job = TrainingJob(small_config.replace(epochs=10_000), small_digits)
+    job.start()
+    running = job.wait_until(lambda s: s.step >= 5 and s.status == JobStatus.RUNNING)
+    job.step()  # steps still in flight finish first; the one after them is recorded
+    record = job.wait_for_step_record(after=running.step)
+    assert record is not None and record.step > running.step
+    snap = job.wait_until(lambda s: s.status == JobStatus.PAUSED)
+    assert snap.step == record.step and job.last_step_record() is record
+    assert record.metrics["elbo"] == snap.train["elbo"][-1]
+    job.stop()
+
+
+def test_a_run_frees_the_slots_it_waited_in_even_when_the_servers_are_replaced(small_digits, small_config,
+                                                                                monkeypatch):
+    """A run started before SLOTS was replaced (as tests do) must not free a slot of the new one on its way out."""
+    old = TrainingJob(small_config.replace(epochs=10_000), small_digits)
+    old.start()
+    old.wait_until(lambda s: s.status == JobStatus.RUNNING)
+    new_slots = TrainingSlots(2)
+    monkeypatch.setattr(job_module, "SLOTS", new_slots)
+    new = TrainingJob(small_config.replace(epochs=10_000), small_digits)
+    new.start()
+    new.wait_until(lambda s: s.status == JobStatus.RUNNING)
+    old.stop()
+    assert old.join(timeout=120)
+    assert new_slots.running == 1
+    new.stop()
+    assert new.join(timeout=120) and new_slots.running == 0

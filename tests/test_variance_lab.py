@@ -1,12 +1,15 @@
-"""The toy lab's numbers: estimates around the exact gradient, the variance curve, overflow handled."""
+"""The toy lab's numbers: estimates of all three estimators around the exact gradient, the variance curve, the
+work-normalised comparison (evaluations of f and time), overflow and unreliable exact values handled."""
 
 import contextlib
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from vae.estimators import ESTIMATORS
 from vae.variance_lab import (
     TIMING_ROUNDS,
     EstimatorTiming,
@@ -16,7 +19,9 @@ from vae.variance_lab import (
     paired_timings,
     time_estimators,
     toy_lab_results,
+    unbiased_estimators,
     variance_curve,
+    work_comparison,
 )
 
 
@@ -28,8 +33,9 @@ def test_toy_lab_estimates_centre_on_the_exact_gradient():
         assert abs(estimates.mean() - 2.0) < 5 * stderr
         assert np.var(estimates) == pytest.approx(lab.variance[name], rel=0.15)
     assert lab.variance["score_function"] > lab.variance["pathwise"]
-    assert set(lab.timing.seconds) == {"pathwise", "score_function"}
+    assert set(lab.timing.seconds) == set(lab.estimates) == set(ESTIMATORS)
     assert all(len(values) == TIMING_ROUNDS and values.min() > 0 for values in lab.timing.seconds.values())
+    assert lab.evaluations == {"pathwise": 4, "score_function": 4, "measure_valued": 16}  # K = 4 draws each
 
 
 def test_variance_curve_falls_as_one_over_k():
@@ -41,6 +47,38 @@ def test_variance_curve_falls_as_one_over_k():
 
 def test_overflowing_settings_give_none_not_a_traceback():
     assert toy_lab_results(ToySetting("exp(k z)", 1.0, 3.0, 10.0), 1, "loc") is None
+
+
+def test_an_unreliable_exact_variance_is_nan_and_the_rest_still_shows(monkeypatch):
+    unreliable = {"loc": float("nan"), "scale": float("nan")}
+    real = exact_single_sample_variance
+    monkeypatch.setattr("vae.variance_lab.exact_single_sample_variance",
+                        lambda setting, name: unreliable if name == "measure_valued" else real(setting, name))
+    lab = toy_lab_results(ToySetting("cos(k z)", 0.5, 1.0, 2.0), 1, "loc", repetitions=500)
+    assert lab is not None and np.isnan(lab.variance["measure_valued"]) and np.isfinite(lab.variance["pathwise"])
+    assert np.all(np.isfinite(lab.curve.empirical["measure_valued"]))
+    work = work_comparison(lab, unbiased_estimators("cos(k z)"))
+    assert np.isnan(work.by_evaluations["measure_valued"]) and work.best("evaluations") in ("pathwise",
+                                                                                           "score_function")
+
+
+def test_the_work_comparison_charges_evaluations_and_time():
+    """Variance x evaluations and variance x seconds, each over the least of them; a zero variance beats all."""
+    timing = EstimatorTiming({"pathwise": np.array([1.0, 1.0]), "score_function": np.array([0.2, 3.0]),
+                              "measure_valued": np.array([2.0, 2.0])})
+    lab = SimpleNamespace(variance={"pathwise": 2.0, "score_function": 1.0, "measure_valued": 0.5},
+                          evaluations={"pathwise": 1, "score_function": 1, "measure_valued": 4}, timing=timing)
+    work = work_comparison(lab, list(ESTIMATORS))
+    assert work.by_evaluations == pytest.approx({"pathwise": 2.0, "score_function": 1.0, "measure_valued": 2.0})
+    assert work.best("evaluations") == "score_function" and work.best("time") == "measure_valued"
+    np.testing.assert_allclose(work.by_time["pathwise"].values, [2.0, 2.0])  # (2 x 1) / (0.5 x 2)
+    np.testing.assert_allclose(work.by_time["score_function"].values, [0.2, 3.0])
+    assert work.too_close_to_call()  # the score function's middle half of rounds (0.9 to 2.3) straddles 1
+    lab.variance = {"pathwise": 0.0, "score_function": 1.0, "measure_valued": 0.5}
+    work = work_comparison(lab, list(ESTIMATORS))
+    assert work.by_evaluations["score_function"] == np.inf and work.best("time") == "pathwise"
+    assert work.by_time["score_function"].low == work.by_time["score_function"].high == np.inf
+    assert unbiased_estimators("1[z>k]") == ["score_function", "measure_valued"]
 
 
 def test_work_ratio_multiplies_variance_by_seconds_round_by_round():

@@ -14,14 +14,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vae.baselines import BASELINES
-from vae.checkpoints import CheckpointError, save_checkpoint
+from vae.bounds import MAX_K, check_ks, elbo_per_example, importance_weighted_bounds
+from vae.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from vae.config import ConfigError, TrainConfig, UserSetting, config_from_settings, user_settings
-from vae.data import DataError, load_dataset
+from vae.control_variates import VARIANCE_REDUCTIONS
+from vae.data import DataError, load_dataset, load_named_dataset
 from vae.estimators import ESTIMATORS
 from vae.job import EpochMetrics, JobStatus, TrainingJob, metrics_summary
 from vae.preview import write_preview
-from vae.toy_costs import COSTS, cost_function, exact_gradient, exact_variance
+from vae.toy_costs import COSTS, cost_function, exact_gradient
+from vae.toy_variances import exact_variance
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Write CHECKPOINT's .preview.npz: its reconstructions and samples, so the "
                                            "app can show the run before PyTorch has loaded.")
     preview.add_argument("checkpoint", help="a .safetensors file written by `train --out`")
+    _add_bound(verbs.add_parser("bound", help="how tight the ELBO is: the importance-weighted bound L_K of a "
+                                              "checkpoint on its held-out data", description=_BOUND_HELP))
     return parser
 
 
@@ -47,7 +51,9 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     for spec in user_settings().values():  # one flag per setting of TrainConfig, from its declaration
         parser.add_argument(spec.flag, dest=spec.name, **_flag_options(spec))
     parser.add_argument("--data-dir", help="download cache (default: $REPARAM_LAB_DATA_DIR or the user cache)")
-    parser.add_argument("--out", help="write the final weights here (.safetensors)")
+    parser.add_argument("--out", help="write the final weights here (.safetensors), only when the run finishes all "
+                                      "its epochs without diverging: a run that diverges, fails or is interrupted "
+                                      "writes nothing, and an existing file stays as it was")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end, nothing else")
 
 
@@ -74,17 +80,31 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(config.dataset, args.data_dir, progress=not args.json)
     job = TrainingJob(config, dataset, num_threads=None, sync_every=50)
     job.start()
-    final = _follow(job, quiet=args.json)
-    if args.out and job.model() is not None:
+    try:
+        final = _follow(job, quiet=args.json)
+    except KeyboardInterrupt:
+        job.stop()
+        _say_not_saved("Interrupted.", args.out)
+        return 130
+    complete = final.status == JobStatus.FINISHED and not final.diverged
+    if args.out and complete:
         save_checkpoint(args.out, job.model(), job.config, metrics_summary(final))
     if args.json:
         print(json.dumps(_result(job, final)))
-    elif args.out:
+    elif args.out and complete:
         print(f"Saved {args.out}")
-    if final.status != JobStatus.FINISHED:
-        print(final.message, file=sys.stderr)
+    if not complete:
+        _say_not_saved(final.message, args.out)
         return 1
     return 0
+
+
+def _say_not_saved(reason: str, out: str | None) -> None:
+    """Only a complete run is saved: a diverged one holds restored early weights, and would replace a good file."""
+    print(reason, file=sys.stderr)
+    if out:
+        print(f"Nothing was saved to {out}: only a run that finishes all its epochs without diverging is saved.",
+              file=sys.stderr)
 
 
 def _follow(job: TrainingJob, quiet: bool):
@@ -101,7 +121,7 @@ def _follow(job: TrainingJob, quiet: bool):
                 if not quiet:
                     tqdm.write(_epoch_line(metrics, job.config.epochs))
             printed = len(snap.held_out)
-            if snap.status not in (JobStatus.IDLE, JobStatus.RUNNING):
+            if snap.status not in (JobStatus.IDLE, JobStatus.QUEUED, JobStatus.RUNNING):
                 job.stop()
                 return snap
             time.sleep(0.05)
@@ -147,8 +167,8 @@ def _add_variance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, default=1.0, help="standard deviation of z (default 1)")
     parser.add_argument("--samples", type=int, default=1_000_000,
                         help="single-sample estimates per estimator (default 1000000)")
-    parser.add_argument("--baseline", default="none", choices=BASELINES,
-                        help="baseline of the score function estimator (default none)")
+    parser.add_argument("--baseline", default="none", choices=VARIANCE_REDUCTIONS,
+                        help="baseline or control variate of the score function estimator (default none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
 
@@ -191,16 +211,82 @@ def _variance_table(result: dict, gradient: dict[str, float]) -> str:
         f"sigma = {result['sigma']:g}; {result['samples']} single-sample estimates per estimator",
         f"exact gradient: d/dmu = {gradient['loc']:.6g}, d/dsigma = {gradient['scale']:.6g}",
         "",
-        f"{'estimator':<32}{'param':<7}{'mean':>12}{'variance':>14}{'stderr':>12}{'exact variance':>16}",
+        f"{'estimator':<44}{'param':<7}{'mean':>12}{'variance':>14}{'stderr':>12}{'exact variance':>16}",
     ]
     for name, summary in result["estimators"].items():
         label = f"{name} (baseline {summary['baseline']})" if "baseline" in summary else name
         for symbol in ("mu", "sigma"):
             row = summary[symbol]
-            lines.append(f"{label:<32}{symbol:<7}{row['mean']:>12.6f}{row['variance']:>14.6g}{row['stderr']:>12.3g}"
+            lines.append(f"{label:<44}{symbol:<7}{row['mean']:>12.6f}{row['variance']:>14.6g}{row['stderr']:>12.3g}"
                          f"{row['exact_variance']:>16.6g}")
             label = ""
     lines.append("(stderr: the standard error of the mean gradient, sqrt(variance / samples))")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bound: the importance-weighted bound L_K beside the ELBO (the Latent space page's "How tight is the bound?")
+# ---------------------------------------------------------------------------------------------------------------
+
+_BOUND_HELP = (
+    "Estimate the importance-weighted bound L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)] (Burda et al. 2016) of "
+    "a checkpoint on the held-out data of the dataset its config names, in nats per example: L_1 is the ELBO, L_K "
+    "grows with K towards log p(x), and log p(x) - ELBO = KL(q(z|x) || p(z|x)). elbo: the library's ELBO (KL "
+    "analytic where torch has it), averaged over 100 draws per example; stderr: the standard error of each mean "
+    "over the examples."
+)
+DEFAULT_BOUND_EXAMPLES = 1000
+
+
+def _add_bound(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a .safetensors file written by `train --out`")
+    parser.add_argument("--k", default="1,10,100,1000",
+                        help="importance samples per example, comma-separated (default 1,10,100,1000)")
+    parser.add_argument("--examples", type=int, default=DEFAULT_BOUND_EXAMPLES,
+                        help=f"the first N held-out examples (default {DEFAULT_BOUND_EXAMPLES}, or all if fewer)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """"1,10,100" -> (1, 10, 100); a ConfigError sentence for anything but positive whole numbers."""
+    try:
+        return check_ks([int(part) for part in text.split(",")])
+    except ValueError:
+        raise ConfigError(f"--k takes whole numbers from 1 to {MAX_K:,} separated by commas, e.g. 1,10,100; "
+                          f"got {text[:80]!r}.") from None
+
+
+def run_bound(args: argparse.Namespace) -> int:
+    ks = parse_ks(args.k)
+    if args.examples < 1:
+        raise ConfigError(f"--examples must be at least 1; got {args.examples}.")
+    checkpoint = load_checkpoint(args.checkpoint)
+    x = _held_out(checkpoint.config, args.examples)
+    curve = importance_weighted_bounds(checkpoint.model, x, ks, seed=args.seed)
+    result = {"checkpoint": args.checkpoint, "examples": len(x),
+              "elbo": float(elbo_per_example(checkpoint.model, x, seed=args.seed).mean()),
+              "bounds": [{"k": k, "bound": float(bound), "stderr": float(stderr)}
+                         for k, bound, stderr in zip(curve.ks, curve.bounds, curve.stderrs, strict=True)]}
+    print(json.dumps(result) if args.json else _bound_table(result))
+    return 0
+
+
+def _held_out(config: TrainConfig, examples: int) -> np.ndarray:
+    """The first `examples` held-out images of the dataset the config names (a name, never a path from the file)."""
+    dataset = load_named_dataset(config.dataset, fallback_to_digits=True)
+    if tuple(dataset.image_shape) != tuple(config.model.input_shape):
+        raise ConfigError(f"The model expects {config.model.input_shape} images, but the data available is "
+                          f"{dataset.image_shape}.")
+    return dataset.x_test[:examples]
+
+
+def _bound_table(result: dict) -> str:
+    lines = [f"{result['checkpoint']}: {result['examples']} held-out examples, nats per example",
+             f"ELBO {result['elbo']:.3f}", "", f"{'K':>7}{'L_K':>12}{'stderr':>10}{'L_K - ELBO':>13}"]
+    lines += [f"{row['k']:>7}{row['bound']:>12.3f}{row['stderr']:>10.3f}{row['bound'] - result['elbo']:>13.3f}"
+              for row in result["bounds"]]
+    lines.append("(L_1 is the ELBO; L_K - ELBO: how much of the gap KL(q(z|x) || p(z|x)) K samples close)")
     return "\n".join(lines)
 
 
@@ -212,7 +298,8 @@ def run_preview(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": run_train, "variance": run_variance, "preview": run_preview}[args.verb](args)
+        verbs = {"train": run_train, "variance": run_variance, "preview": run_preview, "bound": run_bound}
+        return verbs[args.verb](args)
     except (ConfigError, DataError, CheckpointError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

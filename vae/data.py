@@ -3,24 +3,47 @@
 Every loader returns a `Dataset` with flattened float32 images in [0, 1], so the model code never
 cares where the pixels came from. Anything the user can get wrong (a bad upload, no network)
 raises `DataError` whose message is a sentence fit to show in the UI as is.
+
+Files from users are hostile until validated: an upload's size, zip directory and .npy headers, and an IDX
+file's header, are checked against the MAX_* limits below before anything is decompressed or allocated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import io
 import math
 import os
+import re
+import stat
+import struct
+import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import pooch
+
+from vae.config import MAX_IMAGE_SIDE
+
+MIB = 2**20
+# Limits on what a user's file may make this process read or allocate (checked before reading or allocating).
+MAX_UPLOAD_MB = 64  # the largest .npz accepted; the app's upload limit is set from it
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * MIB
+MAX_NPZ_MEMBERS = 16  # arrays in one .npz (four are used)
+MAX_DECODED_BYTES = 256 * MIB  # all arrays of an .npz decompressed: MNIST is 55 MB as uint8, 220 MB as float32
+MAX_IMAGES = 1_000_000  # x_train and x_test together (MNIST: 70,000)
+MAX_PIXELS = 64 * MIB  # x_train and x_test together, so the float32 dataset made of them is at most 256 MiB
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE**2  # per image
+MAX_IDX_BYTES = 200 * MIB  # one decompressed IDX file (MNIST's training images: 47 MB)
+STALE_DOWNLOAD_AGE_S = 3600  # a download's temporary file untouched this long belongs to no live download
+_READ_CHUNK_BYTES = MIB  # streams are read in chunks into buffers sized from their headers
 
 
 class DataError(Exception):
@@ -92,6 +115,51 @@ def default_data_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
+# Shared by the readers: sentences that show names from files, reads bounded by what a header declares
+
+_NAME_CHARS = 60  # a name from a file is cut to this in sentences
+
+
+def _cut(text: str, limit: int = _NAME_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _literal(name: str) -> str:
+    """A name from a user's file as a sentence shows it: quoted, control characters escaped, cut."""
+    return repr(_cut(name))
+
+
+def _size(nbytes: int) -> str:
+    """A byte count for people, in units of 1024 as the limits are: '476.8 MB', '4 TB'."""
+    value, units = float(nbytes), ["bytes", "KB", "MB", "GB", "TB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.4g} {units[0]}"
+
+
+_SILENT_REASONS = {EOFError: "it ends early", MemoryError: "there is not enough memory"}
+
+
+def _first_line(exc: Exception) -> str:
+    """The reason an exception gives, for a sentence: its first line, or words where it says nothing."""
+    lines = str(exc).splitlines()
+    return lines[0][:200] if lines else _SILENT_REASONS.get(type(exc), "no reason given")
+
+
+def _read_at_most(stream: BinaryIO, nbytes: int) -> np.ndarray:
+    """Up to `nbytes` of `stream` (fewer where it ends first) as uint8, read in chunks into one buffer of that
+    size: never more, however much a compressed stream would expand to."""
+    buffer = np.empty(nbytes, np.uint8)
+    view, filled = memoryview(buffer), 0
+    while filled < nbytes:
+        got = stream.readinto(view[filled : filled + _READ_CHUNK_BYTES])
+        if not got:
+            break
+        filled += got
+    return buffer[:filled]
+
+
+# ---------------------------------------------------------------------------------------------
 # Bundled digits
 
 
@@ -126,35 +194,50 @@ def load_digits_dataset(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: Path) -> bytes:
-    """File contents, gunzipped when the file starts with the gzip magic (whatever its name)."""
-    try:
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except FileNotFoundError:
-        raise DataError(f"The IDX file {path} does not exist.") from None
-    except (OSError, EOFError, zlib.error) as exc:  # a corrupt .gz can raise any of these
-        raise DataError(f"The IDX file {path.name} could not be read ({exc}).") from exc
+def _open_idx(path: Path) -> BinaryIO:
+    """The file's contents as a stream, gunzipped when the file starts with the gzip magic (whatever its name)."""
+    with path.open("rb") as file:
+        gzipped = file.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else path.open("rb")
+
+
+def _idx_header(stream: BinaryIO, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape an IDX header declares, refusing a size over MAX_IDX_BYTES before anything is read."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+        raise DataError(f"{name} is not an IDX file (bad magic number {magic.hex()!r}).")
+    dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DataError(f"{name} is truncated: its header is incomplete.")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    nbytes = math.prod(dims) * dtype.itemsize
+    if nbytes > MAX_IDX_BYTES:
+        raise DataError(f"{name} declares shape {_cut(str(dims))} ({_size(nbytes)}), more than the "
+                        f"{_size(MAX_IDX_BYTES)} an IDX file may hold.")
+    return dtype, dims
+
+
+def _idx_data(stream: BinaryIO, dtype: np.dtype, dims: tuple[int, ...], name: str) -> np.ndarray:
+    expected = math.prod(dims) * dtype.itemsize
+    raw = _read_at_most(stream, expected)
+    if len(raw) < expected or stream.read(1):
+        found = len(raw) if len(raw) < expected else "more"
+        raise DataError(f"{name} is damaged: shape {dims} needs {expected} data bytes but the file has {found}.")
+    return raw.view(dtype).reshape(dims)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse an IDX file (.gz or raw) into a native-endian array, checking header and size."""
     path = Path(path)
-    buf = _read_bytes(path)
-    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES or buf[3] == 0:
-        raise DataError(f"{path.name} is not an IDX file (bad magic number {buf[:4].hex()!r}).")
-    dtype, ndim = np.dtype(_IDX_DTYPES[buf[2]]), buf[3]
-    header = 4 + 4 * ndim
-    if len(buf) < header:
-        raise DataError(f"{path.name} is truncated: its header is incomplete.")
-    dims = tuple(int(d) for d in np.frombuffer(buf, ">u4", count=ndim, offset=4))
-    expected = math.prod(dims) * dtype.itemsize
-    if len(buf) - header != expected:
-        raise DataError(
-            f"{path.name} is damaged: shape {dims} needs {expected} data bytes "
-            f"but the file has {len(buf) - header}."
-        )
-    data = np.frombuffer(buf, dtype, offset=header).reshape(dims)
+    try:
+        with _open_idx(path) as stream:
+            dtype, dims = _idx_header(stream, path.name)
+            data = _idx_data(stream, dtype, dims, path.name)
+    except FileNotFoundError:
+        raise DataError(f"The IDX file {path} does not exist.") from None
+    except (OSError, EOFError, zlib.error) as exc:  # a corrupt .gz can raise any of these
+        raise DataError(f"The IDX file {path.name} could not be read ({_first_line(exc)}).") from exc
     return data.astype(dtype.newbyteorder("="))  # copy: native byte order and writable
 
 
@@ -190,21 +273,38 @@ def _file_ok(path: Path, md5: str) -> bool:
     return path.is_file() and pooch.file_hash(str(path), alg="md5") == md5
 
 
-def _remove_leftovers(folder: Path, target: Path, md5: str, before: set[str]) -> None:
-    """After a failed download: drop pooch temp files (tempfile's 'tmp*' names) created during
-    this attempt, and a stale target that does not verify, so no partial file stays cached."""
-    if not folder.is_dir():
-        return
-    for entry in folder.iterdir():
-        if entry.name.startswith("tmp") and entry.name not in before and entry.is_file():
-            entry.unlink(missing_ok=True)
+_POOCH_TEMPORARY = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile's names, in which pooch streams a download
+
+
+def is_pooch_temporary(name: str) -> bool:
+    """Whether `name` is one pooch gives the file a download streams into (tempfile's 'tmp' and 8 characters)."""
+    return _POOCH_TEMPORARY.fullmatch(name) is not None
+
+
+def remove_stale_downloads(folder: Path) -> list[Path]:
+    """Remove the temporary files that killed downloads left in `folder` and return them: only regular files
+    with pooch's temporary names untouched for STALE_DOWNLOAD_AGE_S (a live download writes to its file every
+    few seconds, or times out), so another process's download in progress is never broken."""
+    removed = []
+    cutoff = time.time() - STALE_DOWNLOAD_AGE_S
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove: a sweep never fails a download
+            info = entry.lstat()
+            if is_pooch_temporary(entry.name) and stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def _remove_unverified(target: Path, md5: str) -> None:
+    """After a failed download, a cached file that does not verify goes (pooch removes its own temporary
+    file when a download fails in this process), so no partial file stays cached."""
     if target.exists() and not _file_ok(target, md5):
         target.unlink(missing_ok=True)
 
 
 def _fetch(fname: str, md5: str, folder: Path, mirrors: Sequence[str], progress: bool) -> Path:
     """One file from the first mirror that delivers it whole and verified (or from the cache)."""
-    before = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     failures = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + fname
@@ -217,7 +317,7 @@ def _fetch(fname: str, md5: str, folder: Path, mirrors: Sequence[str], progress:
             return Path(got)
         except (ValueError, OSError) as exc:  # network/HTTP: OSError; bad hash: ValueError
             failures.append(f"{mirror} ({_describe(exc)})")
-    _remove_leftovers(folder, folder / fname, md5, before)
+    _remove_unverified(folder / fname, md5)
     tried = "; ".join(failures) if failures else "no mirrors were given"
     raise DataError(
         f"Could not download {fname} from any mirror. Tried: {tried}. "
@@ -239,6 +339,7 @@ def download_idx_files(
     _check_name(name)
     pooch.get_logger().setLevel("INFO" if progress else "WARNING")
     folder = Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / name
+    remove_stale_downloads(folder)  # a download killed earlier (SIGKILL runs no cleanup) left them
     mirror_list = tuple(mirrors) if mirrors is not None else MIRRORS[name]
     sums = CHECKSUMS[name]
     return {
@@ -292,76 +393,267 @@ def load_idx_dataset(
 
 def _npz_name(source: str | Path | bytes | BinaryIO) -> str:
     if isinstance(source, (str, Path)):
-        return Path(source).name
+        return _cut(Path(source).name)
     name = getattr(source, "name", None)  # e.g. Streamlit's UploadedFile, an open file
-    return Path(name).name if isinstance(name, str) and name else "uploaded.npz"
+    return _cut(Path(name).name) if isinstance(name, str) and name else "uploaded.npz"
 
 
-_ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")  # zip (an .npz), empty zip, bare .npy
+_IMAGE_KEYS = ("x_train", "x_test")
+_LABEL_KEYS = ("y_train", "y_test")
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip (an .npz), an empty zip
+_ZIP_END = struct.Struct("<4s4H2LH")  # the end-of-central-directory record
+_MAX_ZIP_DIRECTORY_BYTES = MAX_NPZ_MEMBERS * 1024  # zipfile holds an object per entry, so bound it before parsing
+_MAX_NPY_HEADER_BYTES = 10_000  # numpy's own bound on a header's text
 
 
-def _refuse_non_archives(source: str | Path | BinaryIO, label: str) -> None:
-    """Say "not an .npz" before numpy does: on arbitrary bytes its message suggests unpickling the file."""
-    try:
-        if isinstance(source, (str, Path)):
-            with open(source, "rb") as file:
-                head = file.read(6)
-        else:
+class _NpyHeader(NamedTuple):
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype
+    data_offset: int  # where the data starts in the member
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+@contextlib.contextmanager
+def _npz_file(source: str | Path | bytes | BinaryIO, label: str) -> Iterator[BinaryIO]:
+    """`source` as a seekable binary file at its start; a file-like is left at the position it had."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        yield io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        with _open_path(Path(source), label) as file:
+            yield file
+    else:
+        try:
             position = source.tell()
-            head = source.read(6)
-            source.seek(position)
-    except FileNotFoundError:
-        raise DataError(f"The file {label} does not exist.") from None
+            source.seek(0)  # read from the start, however often it was read before
+        except (AttributeError, OSError, ValueError) as exc:
+            raise DataError(f"{label} could not be read ({_first_line(exc)}).") from exc
+        try:
+            yield source
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                source.seek(position)
+
+
+def _open_path(path: Path, label: str) -> BinaryIO:
+    if not path.exists():
+        raise DataError(f"The file {label} does not exist.")
+    if not path.is_file():  # a folder, a pipe or a device: nothing to read, or never an end
+        raise DataError(f"{label} is not a regular file.")
+    try:
+        return path.open("rb")
     except OSError as exc:
-        raise DataError(f"{label} could not be read ({exc}).") from exc
-    if not head.startswith(_ARCHIVE_SIGNATURES):
+        raise DataError(f"{label} could not be read ({_first_line(exc)}).") from exc
+
+
+def _check_file(file: BinaryIO, label: str) -> None:
+    """Refuse a file by its size and first bytes, before reading more: too large, empty, not a zip."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+    if size > MAX_UPLOAD_BYTES:
+        raise DataError(f"{label} is {_size(size)}, larger than the {MAX_UPLOAD_MB} MB limit for a file.")
+    if size == 0:
+        raise DataError(f"{label} is empty.")
+    head = file.read(6)
+    file.seek(0)
+    if head.startswith(b"\x93NUMPY"):
+        raise DataError(f"{label} holds a single array, not an .npz archive of named arrays.")
+    if not head.startswith(_ZIP_SIGNATURES):  # numpy's own message on other bytes suggests unpickling them
         raise DataError(f"{label} is not an .npz archive (a zip of arrays, as numpy.savez writes).")
 
 
-def _open_npz(source: str | Path | bytes | BinaryIO, label: str) -> dict[str, np.ndarray]:
-    """Every array in the archive, refusing pickles; any unreadable file becomes a DataError."""
-    if isinstance(source, (bytes, bytearray)):
-        source = io.BytesIO(source)
-    _refuse_non_archives(source, label)
+def _zip_directory_size(file: BinaryIO) -> int | None:
+    """The size of the zip's central directory from its end record, found as zipfile finds it (the record
+    right at the end, else the last signature in the final 64 KB of comment); None when there is none."""
+    size = file.seek(0, os.SEEK_END)
+    tail_length = min(size, _ZIP_END.size + 0xFFFF)
+    file.seek(size - tail_length)
+    tail = file.read(tail_length)
+    file.seek(0)
+    at_end = tail[-_ZIP_END.size :]
+    start = len(tail) - _ZIP_END.size if at_end[:4] == b"PK\x05\x06" and at_end[-2:] == b"\0\0" else None
+    start = tail.rfind(b"PK\x05\x06") if start is None else start
+    if start < 0 or len(tail) - start < _ZIP_END.size:
+        return None
+    return _ZIP_END.unpack_from(tail, start)[5]
+
+
+def _too_many_members(label: str) -> DataError:
+    return DataError(f"{label} has too many members: an .npz may hold at most {MAX_NPZ_MEMBERS} arrays.")
+
+
+def _open_zip(file: BinaryIO, label: str) -> zipfile.ZipFile:
+    directory_size = _zip_directory_size(file)
+    if directory_size is not None and directory_size > _MAX_ZIP_DIRECTORY_BYTES:
+        raise _too_many_members(label)
     try:
-        loaded = np.load(source, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"The file {label} does not exist.") from None
-    except Exception as exc:  # numpy raises many types for garbage input
+        return zipfile.ZipFile(file)
+    except Exception as exc:  # zipfile raises many types for garbage input
         raise DataError(f"{label} is not a valid .npz file ({_first_line(exc)}).") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise DataError(f"{label} holds a single array, not an .npz archive of named arrays.")
-    with loaded:
-        return {key: _read_member(loaded, key, label) for key in loaded.files}
 
 
-def _read_member(npz: np.lib.npyio.NpzFile, key: str, label: str) -> np.ndarray:
+def _check_member(info: zipfile.ZipInfo, label: str) -> None:
+    """One entry of the zip directory: encryption, compression method and declared size."""
+    member = f"The member {_literal(info.filename)} of {label}"
+    if info.flag_bits & 0x1:
+        raise DataError(f"{member} is encrypted; save the arrays without a password.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise DataError(
+            f"{member} uses zip compression method {info.compress_type}; only stored or deflated members "
+            "(as numpy.savez and numpy.savez_compressed write them) are accepted."
+        )
+    if info.file_size > MAX_DECODED_BYTES:
+        raise DataError(
+            f"{member} would decode to {_size(info.file_size)}, more than the {_size(MAX_DECODED_BYTES)} "
+            "an .npz may hold."
+        )
+
+
+def _npz_members(archive: zipfile.ZipFile, label: str) -> dict[str, zipfile.ZipInfo]:
+    """Array name -> its entry, from the zip directory alone (nothing is decompressed), within the limits."""
+    infos = archive.infolist()
+    if len(infos) > MAX_NPZ_MEMBERS:
+        raise _too_many_members(label)
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        _check_member(info, label)
+        key = info.filename.removesuffix(".npy")  # numpy's names for the arrays
+        if key in members:
+            raise DataError(f"{label} holds two members named {_literal(info.filename)}; each array may appear once.")
+        members[key] = info
+    total = sum(info.file_size for info in infos)
+    if total > MAX_DECODED_BYTES:
+        raise DataError(
+            f"The arrays in {label} would decode to {_size(total)} together, more than the "
+            f"{_size(MAX_DECODED_BYTES)} an .npz may hold."
+        )
+    return members
+
+
+def _check_required(members: dict[str, zipfile.ZipInfo], label: str) -> None:
+    missing = [key for key in _IMAGE_KEYS if key not in members]
+    if missing:
+        found = ", ".join(_literal(key) for key in sorted(members)) or "no arrays"
+        raise DataError(f"{label} is missing the array(s) {', '.join(missing)} (it has: {_cut(found, 200)}).")
+
+
+def _read_npy_header(stream: BinaryIO) -> _NpyHeader:
+    """The header at the start of a member: a few bytes, read with numpy's parser after its length is bounded
+    (a version 2.0 header may declare a length of 4 GB, which numpy would read before checking)."""
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy version {version}")
+    length_format = "<H" if version == (1, 0) else "<I"
+    raw_length = stream.read(struct.calcsize(length_format))
+    (length,) = struct.unpack(length_format, raw_length)
+    if length > _MAX_NPY_HEADER_BYTES:
+        raise ValueError(f"its header declares {length} bytes, more than {_MAX_NPY_HEADER_BYTES}")
+    text = stream.read(length)
+    parse = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = parse(io.BytesIO(raw_length + text))
+    return _NpyHeader(tuple(shape), bool(fortran_order), dtype, 6 + 2 + len(raw_length) + length)
+
+
+def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, label: str) -> _NpyHeader:
+    where = f"The array '{key}' in {label}"
     try:
-        return npz[key]
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
+        with archive.open(info) as stream:
+            header = _read_npy_header(stream)
+    except Exception as exc:  # zipfile and numpy's parser raise many types for damaged input
+        raise DataError(f"{where} is not a valid .npy array ({_first_line(exc)}).") from exc
+    _check_header(header, info, where, key)
+    return header
+
+
+def _check_header(header: _NpyHeader, info: zipfile.ZipInfo, where: str, key: str) -> None:
+    """A header against the limits and against the size the zip directory declares for its member."""
+    if header.dtype.hasobject:
+        raise DataError(
+            f"{where} holds Python objects (a pickled/object array); only plain numeric arrays are accepted."
+        )
+    if header.dtype.kind not in "biuf":
+        raise DataError(f"'{key}' has non-numeric dtype {_cut(str(header.dtype))}; save numbers (uint8 or float).")
+    shape = _cut(str(header.shape))
+    if any(dim < 0 for dim in header.shape):
+        raise DataError(f"{where} declares an impossible shape {shape}.")
+    if header.nbytes > MAX_DECODED_BYTES:
+        raise DataError(
+            f"{where} declares {_size(header.nbytes)} of data (shape {shape}, {header.dtype}), more than "
+            f"the {_size(MAX_DECODED_BYTES)} an .npz may hold."
+        )
+    if header.data_offset + header.nbytes != info.file_size:
+        raise DataError(
+            f"{where} is damaged: its header declares {header.nbytes:,} bytes of data (shape {shape}) but "
+            f"the zip directory says the member holds {info.file_size - header.data_offset:,}."
+        )
+
+
+def _check_images(headers: dict[str, _NpyHeader]) -> None:
+    """x_train and x_test by their headers: 2 or 3 dims, and within the limits on images and pixels."""
+    for key in _IMAGE_KEYS:
+        shape = headers[key].shape
+        if len(shape) not in (2, 3):
             raise DataError(
-                f"The array '{key}' in {label} holds Python objects (a pickled/object array); "
-                "only plain numeric arrays are accepted."
-            ) from exc
-        raise DataError(f"The array '{key}' in {label} is unreadable ({_first_line(exc)}).") from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"The array '{key}' in {label} is damaged ({_first_line(exc)}).") from exc
+                f"'{key}' must have 2 dims (N x D) or 3 dims (N x H x W), but it has "
+                f"{len(shape)} (shape {_cut(str(shape))})."
+            )
+        if math.prod(shape[1:]) > MAX_IMAGE_PIXELS:
+            raise DataError(
+                f"'{key}' has images of {math.prod(shape[1:]):,} pixels (shape {shape}); at most "
+                f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} = {MAX_IMAGE_PIXELS:,} pixels per image are accepted."
+            )
+    images = sum(headers[key].shape[0] for key in _IMAGE_KEYS)
+    if images > MAX_IMAGES:
+        raise DataError(f"x_train and x_test hold {images:,} images together; at most {MAX_IMAGES:,} are accepted.")
+    pixels = sum(math.prod(headers[key].shape) for key in _IMAGE_KEYS)
+    if pixels > MAX_PIXELS:
+        raise DataError(
+            f"x_train and x_test hold {pixels:,} pixels together; at most {MAX_PIXELS:,} "
+            f"({_size(4 * MAX_PIXELS)} as float32) are accepted."
+        )
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+def _member_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, header: _NpyHeader, where: str) -> np.ndarray:
+    """The member's data, decompressed into a buffer of the size its checked header declares and no further
+    (zipfile also stops at the directory's size and checks the CRC there, so a lying directory is damage)."""
+    try:
+        with archive.open(info) as stream:
+            stream.seek(header.data_offset)
+            raw = _read_at_most(stream, header.nbytes)
+            longer = bool(stream.read(1))
+    except Exception as exc:  # zlib.error, BadZipFile (a CRC), EOFError, ... for damaged input
+        raise DataError(f"{where} is damaged ({_first_line(exc)}).") from exc
+    if len(raw) < header.nbytes or longer:
+        raise DataError(f"{where} is damaged: its data is not the {header.nbytes:,} bytes its header declares.")
+    return raw.view(header.dtype).reshape(header.shape, order="F" if header.fortran_order else "C")
+
+
+def _read_npz_arrays(archive: zipfile.ZipFile, label: str) -> dict[str, np.ndarray]:
+    """The arrays the lab uses, each checked by the zip directory and its header before it is decompressed."""
+    members = _npz_members(archive, label)
+    _check_required(members, label)
+    used = {key: members[key] for key in _IMAGE_KEYS + _LABEL_KEYS if key in members}
+    headers = {key: _member_header(archive, info, key, label) for key, info in used.items()}
+    _check_images(headers)
+    return {
+        key: _member_array(archive, info, headers[key], f"The array '{key}' in {label}")
+        for key, info in used.items()
+    }
+
+
+def _open_npz(source: str | Path | bytes | BinaryIO, label: str) -> dict[str, np.ndarray]:
+    """x_train, x_test and the labels there are; any file that is unreadable or over a limit is a DataError."""
+    with _npz_file(source, label) as file:
+        _check_file(file, label)
+        with _open_zip(file, label) as archive:
+            return _read_npz_arrays(archive, label)
 
 
 def _npz_images(arr: np.ndarray, key: str) -> np.ndarray:
-    """Validate one image array and return it as (N, D) float32 in [0, 1]."""
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"'{key}' has non-numeric dtype {arr.dtype}; save numbers (uint8 or float).")
-    if arr.ndim not in (2, 3):
-        raise DataError(
-            f"'{key}' must have 2 dims (N x D) or 3 dims (N x H x W), but it has "
-            f"{arr.ndim} (shape {arr.shape})."
-        )
+    """Validate one image array (its header is checked already) and return it as (N, D) float32 in [0, 1]."""
     if arr.size == 0:
         raise DataError(f"'{key}' is empty (shape {arr.shape}).")
     if arr.dtype.kind == "f":
@@ -373,7 +665,7 @@ def _npz_images(arr: np.ndarray, key: str) -> np.ndarray:
                 f"'{key}' is float with values outside [0, 1] (min {lo:g}, max {hi:g}); "
                 "scale it to [0, 1] or save uint8 pixels 0..255."
             )
-        x = arr.astype(np.float32)
+        x = arr.astype(np.float32, copy=False)
     elif arr.dtype.kind in "iu":  # integers are gray levels 0..255
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
@@ -381,7 +673,8 @@ def _npz_images(arr: np.ndarray, key: str) -> np.ndarray:
                 f"'{key}' is integer with values outside 0..255 (min {lo}, max {hi}); "
                 "save uint8 pixels 0..255 or floats in [0, 1]."
             )
-        x = arr.astype(np.float32) / 255.0
+        x = arr.astype(np.float32)
+        x /= 255.0  # in place: the float32 copy is the largest array made
     else:  # bool: already 0/1
         x = arr.astype(np.float32)
     return np.ascontiguousarray(x.reshape(len(x), -1))
@@ -418,15 +711,13 @@ def _image_shape(train: np.ndarray, test: np.ndarray) -> tuple[int, int]:
 
 
 def load_npz(source: str | Path | bytes | BinaryIO) -> Dataset:
-    """A user's .npz with x_train, x_test (N x H x W or N x D) and optional y_train, y_test."""
-    label = _npz_name(source)
-    arrays = _open_npz(source, label)
-    missing = [k for k in ("x_train", "x_test") if k not in arrays]
-    if missing:
-        found = ", ".join(sorted(arrays)) or "no arrays"
-        raise DataError(
-            f"{label} is missing the array(s) {', '.join(missing)} (it has: {found})."
-        )
+    """A user's .npz with x_train, x_test (N x H x W or N x D) and optional y_train, y_test.
+
+    `source` is a path, the file's bytes or a binary file-like (e.g. Streamlit's UploadedFile, read from its
+    start every time and left at its position). The file is hostile until validated: its size, zip directory
+    and each array's .npy header are checked against the MAX_* limits before anything is decompressed."""
+    name = _npz_name(source)
+    arrays = _open_npz(source, _literal(name))
     x_train = _npz_images(arrays["x_train"], "x_train")
     x_test = _npz_images(arrays["x_test"], "x_test")
     shape = _image_shape(arrays["x_train"], arrays["x_test"])
@@ -434,7 +725,7 @@ def load_npz(source: str | Path | bytes | BinaryIO) -> Dataset:
         key: _npz_labels(arrays[key], key, len(x)) if key in arrays else None
         for key, x in (("y_train", x_train), ("y_test", x_test))
     }
-    return Dataset(label, x_train, x_test, labels["y_train"], labels["y_test"], shape)
+    return Dataset(name, x_train, x_test, labels["y_train"], labels["y_test"], shape)
 
 
 # ---------------------------------------------------------------------------------------------

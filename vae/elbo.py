@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from vae.categorical import categorical_terms
 from vae.estimators import score_function_surrogate
 from vae.families import FAMILIES, posterior_params, posterior_rsample
-from vae.kl import posterior_kl
+from vae.kl import posterior_kl_per_dimension
 from vae.model import VAE
 
 
@@ -19,6 +20,7 @@ class ElboTerms:
     reconstruction: torch.Tensor  # single-sample Monte Carlo estimate of E_q[log p(x|z)]
     kl: torch.Tensor  # KL(q(z|x) || p(z)): analytic for Gaussian and Laplace posteriors, else Monte Carlo
     score_surrogate: torch.Tensor | None = None  # (log p(x|z) - b) log q(z|x): its gradient is the REINFORCE estimate
+    kl_per_dimension: torch.Tensor | None = None  # (B, K), summing to `kl`: what free bits act on
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -31,6 +33,7 @@ def elbo_terms(
     generator: torch.Generator | None = None,
     encoder_gradient: str = "pathwise",
     baseline: torch.Tensor | float = 0.0,
+    temperature: float | None = None,
 ) -> ElboTerms:
     """One draw z ~ q(z|x) per example; x (B, D) in [0, 1].
 
@@ -38,7 +41,13 @@ def elbo_terms(
     Monte Carlo estimate log q(z|x) - log p(z) at that same z (Kingma & Welling 2014, eqs. 6-7).
     With encoder_gradient="score_function" the draw is detached, as if there were no trick: the encoder then
     learns from E_q[log p(x|z)] only through the score, (log p(x|z) - baseline) * d/dphi log q(z|x).
+    A categorical posterior (vae.categorical) relaxes its draw at `temperature` while training; None decodes the
+    one-hot draw (held-out numbers).
     """
+    if model.config.categorical:
+        reconstruction, kl_per_variable, surrogate = categorical_terms(model, x, generator, encoder_gradient,
+                                                                       baseline, temperature)
+        return ElboTerms(reconstruction, kl_per_variable.sum(-1), surrogate, kl_per_variable)
     family = model.config.posterior
     loc, scale = model.encode(x)  # (B, K) each
     z = posterior_rsample(family, loc, scale, generator)  # (B, K): z = g(loc, scale, noise)
@@ -49,13 +58,21 @@ def elbo_terms(
     if encoder_gradient == "score_function":
         log_q = FAMILIES[family].log_prob(z, posterior_params(family, loc, scale)).sum(-1)  # (B,)
         surrogate = score_function_surrogate(log_q, reconstruction, baseline)  # (B,)
-    return ElboTerms(reconstruction, posterior_kl(family, loc, scale, z), surrogate)
+    kl_per_dimension = posterior_kl_per_dimension(family, loc, scale, z)  # (B, K)
+    return ElboTerms(reconstruction, kl_per_dimension.sum(-1), surrogate, kl_per_dimension)
 
 
-def training_loss(terms: ElboTerms, beta: float = 1.0) -> torch.Tensor:
+def training_loss(terms: ElboTerms, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
     """The quantity SGD minimises: -(E_q[log p(x|z)] - beta * KL), averaged over the minibatch. A score-function
-    surrogate adds its gradient and nothing to the value (s - s.detach() is zero)."""
-    objective = terms.reconstruction - beta * terms.kl  # (B,)
+    surrogate adds its gradient and nothing to the value (s - s.detach() is zero).
+
+    With `free_bits` λ > 0 (Kingma et al. 2016, eq. 15) the KL term is sum_k max(λ, mean over the minibatch of
+    KL_k): a latent dimension whose KL is below λ nats costs a constant, so nothing pushes it to carry nothing."""
+    if free_bits > 0:
+        kl = torch.clamp(terms.kl_per_dimension.mean(0), min=free_bits).sum()  # one number for the minibatch
+        objective = terms.reconstruction.mean() - beta * kl
+    else:
+        objective = (terms.reconstruction - beta * terms.kl).mean()
     if terms.score_surrogate is not None:
-        objective = objective + terms.score_surrogate - terms.score_surrogate.detach()
-    return -objective.mean()
+        objective = objective + (terms.score_surrogate - terms.score_surrogate.detach()).mean()
+    return -objective

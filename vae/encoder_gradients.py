@@ -106,9 +106,10 @@ def noise_table(pathwise: list[TensorNoise], score: list[TensorNoise]) -> dict[s
 
 def encoder_noise_comparison(model: VAE, x: torch.Tensor | np.ndarray, repetitions: int,
                              baseline: str = "moving_average", seed: int = 0) -> dict[str, np.ndarray]:
-    """`noise_table` of both estimators on one fixed minibatch x (B, D), R repetitions each, equally seeded."""
+    """`noise_table` of the pathwise and the score-function estimators (the two the table compares) on one fixed
+    minibatch x (B, D), R repetitions each, equally seeded."""
     x = torch.as_tensor(x, dtype=torch.float32)
     rows = {name: gradient_noise(encoder_gradient_samples(model, x, name, repetitions, baseline=baseline,
                                                           generator=torch.Generator().manual_seed(seed)))
-            for name in ESTIMATORS}
+            for name in ("pathwise", "score_function")}
     return noise_table(rows["pathwise"], rows["score_function"])

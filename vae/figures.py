@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,9 @@ PALETTE = {
     "z": "#000000",
     "pathwise": "#009E73",
     "score_function": "#D55E00",
+    "measure_valued": "#0072B2",
+    "gumbel_softmax": "#0072B2",
+    "straight_through": "#CC79A7",
 }
 # Short legend labels: a projector has room for few words; the page text spells out each term.
 ELBO_LABELS = {"elbo": "ELBO", "reconstruction": "reconstruction", "kl": "KL"}
@@ -220,6 +224,19 @@ def density_figure(samples: np.ndarray, grid: np.ndarray, density: np.ndarray, q
     return figure
 
 
+def implicit_gradient_figure(z: np.ndarray, torch_gradient: np.ndarray, grid: np.ndarray, cdf_gradient: np.ndarray,
+                             symbol: str, height: int = 320) -> go.Figure:
+    """dz/dparam at each draw as torch backpropagates it (dots) over the same derivative from the CDF,
+    -(dF/dparam)/q(z) (dashed line): with no g to differentiate, the dots still lie on the curve."""
+    figure = go.Figure(layout=_plain_layout("draw z", f"dz/d{symbol}", height))
+    figure.add_scatter(x=z.astype(np.float32), y=torch_gradient.astype(np.float32), mode="markers",
+                       name="torch rsample + autograd", marker={"color": PALETTE["eps"], "size": 7, "opacity": 0.5})
+    figure.add_scatter(x=grid.astype(np.float32), y=cdf_gradient.astype(np.float32), mode="lines",
+                       name="−(∂F/∂param) / q(z)", line={"color": PALETTE["z"], "width": 3, "dash": "dash"})
+    figure.update_xaxes(range=[float(grid[0]), float(grid[-1])])
+    return figure
+
+
 def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, height: int = 380) -> go.Figure:
     """Per latent dimension: the encoder's mu(x) with a ±sigma(x) bar, and draws z = mu + sigma * eps."""
     dims = np.arange(1, len(loc) + 1)
@@ -239,20 +256,24 @@ def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, 
 
 # Short names for the legends, so each fits one row of a half-width chart; the page text gives the synonyms
 # (reparameterization, REINFORCE).
-ESTIMATOR_LABELS = {"pathwise": "pathwise", "score_function": "score function"}
+ESTIMATOR_LABELS = {"pathwise": "pathwise", "score_function": "score function", "measure_valued": "measure-valued"}
 
 
 def log_axis(*arrays: np.ndarray) -> dict[str, Any]:
     """Settings for a logarithmic axis over the given values, readable on a projector. plotly's own choice for
     a range of one to a few decades labels the 2s and 5s between powers of ten in small digits that overlap;
-    instead, over at least 2.5 decades only whole decades are labelled (unlabelled minor ticks between), over
-    1 to 2.5 decades 1, 2 and 5 times each power of ten, and under one decade plotly's fully labelled ticks stay."""
+    instead, over at least 2.5 decades only whole decades are labelled (unlabelled minor ticks between; over more
+    than 8, every few decades), over 1 to 2.5 decades 1, 2 and 5 times each power of ten, and under one decade
+    plotly's fully labelled ticks stay."""
     values = np.concatenate([np.ravel(np.asarray(a, dtype=np.float64)) for a in arrays] or [np.zeros(0)])
     values = values[np.isfinite(values) & (values > 0)]
     # Major ticks longer than the minor ones, so the labels stand clear of every tick mark.
     axis: dict[str, Any] = {"type": "log", "exponentformat": "e", "automargin": True, "ticks": "outside",
                             "ticklen": 7}
     span = float(np.log10(values.max() / values.min())) if values.size else 0.0
+    if span > 8:  # labels every few decades, so that they stay apart; a minor tick at every decade
+        return {**axis, "dtick": math.ceil(span / 8), "minor": {"dtick": 1, "ticks": "outside", "ticklen": 3,
+                                                                "showgrid": False}}
     if span >= 2.5:
         return {**axis, "dtick": 1, "minor": {"dtick": "D1", "ticks": "outside", "ticklen": 3, "showgrid": False}}
     if span >= 1:
@@ -280,43 +301,59 @@ def _estimator_layout(x_title: str, y_title: str, height: int) -> dict[str, Any]
 
 def estimates_histogram_figure(estimates: dict[str, np.ndarray], exact: float, x_title: str,
                                height: int = 380) -> go.Figure:
-    """Many gradient estimates per estimator, overlaid, with the exact gradient as a vertical line. The density
-    axis is logarithmic and the legend gives each standard deviation: a score-function histogram is often a tall
-    spike with long tails, which on a linear axis would look like the *less* noisy one."""
+    """Many gradient estimates per estimator, each histogram drawn as its outline in the estimator's colour (three
+    filled ones overlaid would mix their colours), with the exact gradient as a vertical line. The density axis is
+    logarithmic and the legend gives each standard deviation: a score-function histogram is often a tall spike with
+    long tails, which on a linear axis would look like the *less* noisy one."""
     everything = np.concatenate(list(estimates.values()))
     low, high = np.percentile(everything, [0.5, 99.5])
-    low, high = min(low, exact), max(high, exact)
+    if np.isfinite(exact):  # an exact gradient that cannot be computed reliably (nan) is not drawn
+        low, high = min(low, exact), max(high, exact)
     edges = np.linspace(low, high, 81) if high > low else np.array([low - 0.5, low + 0.5])
     figure = go.Figure(layout=_estimator_layout(x_title, "density (log)", height))
-    densities = []
-    for name, values in estimates.items():
-        densities.append(np.histogram(values, bins=edges)[0] / (len(values) * (edges[1] - edges[0])))
-        figure.add_histogram(x=values.astype(np.float32), histnorm="probability density",
-                             name=f"{ESTIMATOR_LABELS[name]}, sd {np.std(values):.3g}", marker={"color": PALETTE[name]},
-                             opacity=0.55, xbins={"start": edges[0], "end": edges[-1], "size": edges[1] - edges[0]})
-    figure.add_vline(x=exact, line={"color": "black", "width": 3, "dash": "dash"})
-    figure.add_annotation(x=exact, y=0.95, yref="paper", text=" exact gradient", showarrow=False, xanchor="left",
-                          font={"size": FONT_SIZE}, bgcolor="rgba(255,255,255,0.8)")
-    figure.update_layout(barmode="overlay")
+    densities = [np.histogram(values, bins=edges)[0] / (len(values) * (edges[1] - edges[0]))
+                 for values in estimates.values()]
+    shown = np.concatenate(densities)
+    floor = shown[shown > 0].min() / 100  # empty bins drawn below the axis, so each outline drops to its foot
+    for (name, values), density in zip(estimates.items(), densities, strict=True):
+        steps = np.maximum(density, floor)
+        figure.add_scatter(x=edges.astype(np.float32), y=np.append(steps, steps[-1]).astype(np.float32),
+                           mode="lines", line={"color": PALETTE[name], "width": 3, "shape": "hv"},
+                           name=f"{ESTIMATOR_LABELS[name]}, sd {np.std(values):.3g}",
+                           hovertemplate=f"{ESTIMATOR_LABELS[name]}: %{{y:.3g}}<extra></extra>")
+    if np.isfinite(exact):
+        figure.add_vline(x=exact, line={"color": "black", "width": 3, "dash": "dash"})
+        figure.add_annotation(x=exact, y=0.95, yref="paper", text=" exact gradient", showarrow=False,
+                              xanchor="left", font={"size": FONT_SIZE}, bgcolor="rgba(255,255,255,0.8)")
     figure.update_xaxes(range=[edges[0], edges[-1]])
-    figure.update_yaxes(**log_axis(*densities))
+    top = np.log10(shown.max()) + 0.15
+    figure.update_yaxes(**log_axis(*densities), range=[np.log10(floor * 100) - 0.3, top])
     return figure
 
 
 def variance_curve_figure(num_samples: np.ndarray, empirical: dict[str, np.ndarray], exact: dict[str, np.ndarray],
                           height: int = 380) -> go.Figure:
     """Variance against K on log-log axes: lines exact (slope -1: variance / K), circles measured. The legend
-    names the estimators only (one row); the page says which mark is which."""
+    names the estimators only (one row); the page says which mark is which. A variance of exactly 0 has no place
+    on a log axis: that estimator's legend entry says so, and its measured rounding errors (1e-32, say) are not
+    drawn; nor is any value 12 decades below the largest."""
     figure = go.Figure(layout=_estimator_layout("samples per estimate K", "variance", height))
+    everything = np.concatenate([*exact.values(), *empirical.values()]).astype(np.float64)
+    floor = 1e-12 * max((v for v in everything if np.isfinite(v)), default=0.0)
     for name in empirical:
-        figure.add_scatter(x=num_samples, y=exact[name], mode="lines", name=ESTIMATOR_LABELS[name], legendgroup=name,
+        zero = bool(np.all(exact[name] == 0))
+        label = f"{ESTIMATOR_LABELS[name]}: 0" if zero else ESTIMATOR_LABELS[name]
+        lines, marks = (np.full(len(num_samples), np.nan) if zero else np.asarray(values, dtype=np.float64)
+                        for values in (exact[name], empirical[name]))
+        marks = np.where(marks > floor, marks, np.nan)
+        figure.add_scatter(x=num_samples, y=lines, mode="lines", name=label, legendgroup=name,
                            line={"color": PALETTE[name], "width": 3}, hovertemplate="exact %{y:.3g}")
-        figure.add_scatter(x=num_samples, y=empirical[name], mode="markers", name=ESTIMATOR_LABELS[name],
-                           legendgroup=name, showlegend=False, hovertemplate="measured %{y:.3g}",
+        figure.add_scatter(x=num_samples, y=marks, mode="markers", name=label, legendgroup=name, showlegend=False,
+                           hovertemplate="measured %{y:.3g}",
                            marker={"color": PALETTE[name], "size": 11, "symbol": "circle-open", "line": {"width": 3}})
     figure.update_xaxes(type="log", tickmode="array", tickvals=list(num_samples),
                         ticktext=[str(k) for k in num_samples])
-    figure.update_yaxes(**log_axis(*exact.values(), *empirical.values()))
+    figure.update_yaxes(**log_axis(everything[everything > floor]))
     return figure
 
 
@@ -360,6 +397,93 @@ def race_variance_figure(probes: dict[str, dict[str, np.ndarray]], height: int =
     return figure
 
 
+# --- discrete latents (vae.discrete) ----------------------------------------------------------------------------
+
+CATEGORY_COLOURS = ("#E69F00", "#56B4E9", "#009E73")  # the three corners of the simplex
+
+
+def simplex_figure(relaxed: np.ndarray, hard: np.ndarray, height: int = 380) -> go.Figure:
+    """Gumbel-softmax draws y in the triangle of K = 3 probabilities, each coloured by the category Gumbel-max
+    picks from the same noise: cold draws crowd the corners (one-hot), warm ones the middle."""
+    # The legend to the right of the triangle, where it cannot cover a corner's label.
+    figure = go.Figure(layout={**_plain_layout("", "", height), "margin": {"l": 50, "r": 20, "t": 50, "b": 40},
+                               "legend": {"orientation": "v", "y": 0.5, "yanchor": "middle", "x": 1.0,
+                                          "xanchor": "left", "font": {"size": FONT_SIZE}}})
+    for k, colour in enumerate(CATEGORY_COLOURS):
+        chosen = relaxed[hard == k]
+        figure.add_scatterternary(a=chosen[:, 0], b=chosen[:, 1], c=chosen[:, 2], mode="markers",
+                                  name=f"argmax picks {k + 1}", marker={"color": colour, "size": 7, "opacity": 0.6},
+                                  hovertemplate="y = (%{a:.2f}, %{b:.2f}, %{c:.2f})<extra></extra>")
+    axis = {"tickfont": {"size": FONT_SIZE}, "title": {"font": {"size": FONT_SIZE + 2}}, "linewidth": 2,
+            "gridcolor": "#e5e5e5", "showticklabels": False}
+    titled = {name: {**axis, "title": {**axis["title"], "text": text}}
+              for name, text in (("aaxis", "y₁"), ("baxis", "y₂"), ("caxis", "y₃"))}
+    figure.update_layout(ternary={"sum": 1, "bgcolor": "white", **titled})
+    return figure
+
+
+def category_bars_figure(probabilities: np.ndarray, frequencies: np.ndarray, relaxed_mean: np.ndarray,
+                         height: int = 380) -> go.Figure:
+    """Per category: the probability, how often Gumbel-max drew it (the same: the trick is exact) and the mean of
+    the relaxed y (not the same when warm: the relaxation's bias)."""
+    categories = [str(k + 1) for k in range(len(probabilities))]
+    figure = go.Figure(layout=_plain_layout("category", "probability", height))
+    figure.add_bar(x=categories, y=probabilities, name="softmax(θ)", marker={"color": "#000000"})
+    figure.add_bar(x=categories, y=frequencies, name="Gumbel-max", marker={"color": PALETTE["eps"]})
+    figure.add_bar(x=categories, y=relaxed_mean, name="mean of relaxed y", marker={"color": PALETTE["gumbel_softmax"]})
+    figure.update_layout(barmode="group", hovermode="x unified")
+    return figure
+
+
+DISCRETE_LABELS = {"score_function": "score function", "gumbel_softmax": "Gumbel-softmax",
+                   "straight_through": "straight-through"}
+DISCRETE_TICKS = {"score_function": "score<br>function", "gumbel_softmax": "Gumbel-<br>softmax",
+                  "straight_through": "straight-<br>through"}  # two lines: three fit under half a screen
+
+
+def discrete_quality_figure(names: Sequence[str], biases: Sequence[float], deviations: Sequence[float],
+                            height: int = 360) -> go.Figure:
+    """Each estimator's bias (length of mean minus exact gradient) beside its standard deviation (square root of
+    the total variance), on one log axis: the trade the relaxations make."""
+    labels = [DISCRETE_TICKS[name] for name in names]
+    colours = [PALETTE[name] for name in names]
+    figure = go.Figure(layout=_estimator_layout("estimator", "size of the error (log)", height))
+    hatched = {"shape": "/", "fillmode": "overlay", "size": 10}
+    figure.add_bar(x=labels, y=[max(b, 1e-6) for b in biases], name="bias",
+                   marker={"color": colours, "pattern": hatched}, offsetgroup="bias", showlegend=False,
+                   hovertemplate="bias %{y:.3g}<extra></extra>")
+    figure.add_bar(x=labels, y=deviations, name="standard deviation", marker={"color": colours},
+                   offsetgroup="sd", showlegend=False, hovertemplate="sd %{y:.3g}<extra></extra>")
+    # The legend in grey: each bar's colour is its estimator's, the hatching tells bias from spread.
+    for name, pattern in (("bias", hatched), ("standard deviation", None)):
+        figure.add_bar(x=[labels[0]], y=[None], name=name, marker={"color": "#777777", "pattern": pattern},
+                       offsetgroup=name, hoverinfo="skip")
+    figure.update_layout(barmode="group", hovermode="closest")
+    figure.update_xaxes(title_standoff=14)  # clear of the two-line tick labels
+    figure.update_yaxes(**log_axis(np.maximum(biases, 1e-6), deviations))
+    return figure
+
+
+def discrete_race_figure(steps: np.ndarray, values: dict[str, np.ndarray], best: float,
+                         height: int = 360) -> go.Figure:
+    """The exact expected cost after each SGD step, one line per estimator, with the best a one-hot z reaches."""
+    figure = go.Figure(layout=_estimator_layout("SGD step", "exact E[f(z)]", height))
+    # The legend inside, top right: every curve starts at the top left and falls (three names in one row do not
+    # fit half a screen at presentation size).
+    figure.update_layout(legend={"orientation": "v", "x": 0.99, "xanchor": "right", "y": 0.99, "yanchor": "top",
+                                 "bgcolor": "rgba(255,255,255,0.85)"})
+    for name, curve in values.items():
+        figure.add_scatter(x=steps, y=curve.astype(np.float32), mode="lines", name=DISCRETE_LABELS[name],
+                           line={"color": PALETTE[name], "width": 3}, hovertemplate="%{y:.3f}")
+    figure.add_hline(y=best, line={"color": "black", "width": 2, "dash": "dash"})
+    # Under the dashed line, where no curve goes (none beats the best category).
+    figure.add_annotation(x=1, xref="paper", y=best, text="best category ", showarrow=False, xanchor="right",
+                          yanchor="top", font={"size": FONT_SIZE})
+    top = max(float(np.max(curve)) for curve in values.values())
+    figure.update_yaxes(range=[best - 0.15 * (top - best), top + 0.03 * (top - best)])
+    return figure
+
+
 # --- the Latent space page ---------------------------------------------------------------------------------------
 
 # Ten colour-blind-safe colours for digit labels (Okabe-Ito plus two greys), one per class.
@@ -391,4 +515,46 @@ def kl_per_dimension_figure(kl: np.ndarray, active: np.ndarray, height: int = 32
     colours = [PALETTE["kl"] if is_active else "#BBBBBB" for is_active in active]
     figure.add_bar(x=dims, y=kl.astype(np.float64), marker={"color": colours},
                    hovertemplate="%{x}: %{y:.3f} nats<extra></extra>", showlegend=False)
+    return figure
+
+
+# --- the Latent space page: how tight is the bound? ---------------------------------------------------------------
+
+# The encoder in the colour of what it outputs (mu), the decoder in the reconstruction's; the noise floor grey.
+GRADIENT_COLOURS = {"encoder": PALETTE["mu"], "decoder": PALETTE["reconstruction"], "floor": "#777777"}
+
+
+def bound_curve_figure(ks: np.ndarray, bounds: np.ndarray, elbo: float, height: int = 380) -> go.Figure:
+    """The importance-weighted bound L_K against K (log axis) in the ELBO's colour, over a dashed line at the
+    ELBO (K = 1): the curve climbs from it towards log p(x)."""
+    ks = np.asarray(ks, dtype=np.float64)
+    figure = go.Figure(layout=_estimator_layout("samples per example K", "nats per example", height))
+    figure.add_hline(y=elbo, line={"color": "black", "width": 2, "dash": "dash"})
+    # Above the line at the right, where the curve has long left it.
+    figure.add_annotation(x=1, xref="paper", xanchor="right", y=elbo, yanchor="bottom", text="ELBO (K = 1) ",
+                          showarrow=False, font={"size": FONT_SIZE})
+    figure.add_scatter(x=ks, y=np.asarray(bounds, dtype=np.float64), mode="lines+markers", name="L_K",
+                       line={"color": PALETTE["elbo"], "width": 3}, marker={"size": 9},
+                       hovertemplate="K = %{x}: L_K = %{y:.3f} nats<extra></extra>", showlegend=False)
+    figure.update_xaxes(**log_axis(ks))
+    figure.update_xaxes(exponentformat="none")  # K = 1000, not 1e+3
+    return figure
+
+
+def gradient_snr_figure(ks: np.ndarray, snr: dict[str, np.ndarray], noise_floor: float, height: int = 380
+                        ) -> go.Figure:
+    """Signal-to-noise ratio of the encoder's and the decoder's gradients against K, log-log, with the value
+    pure noise would read (dashed): Rainforth et al. 2018's picture, the encoder falling as the decoder rises."""
+    ks = np.asarray(ks, dtype=np.float64)
+    figure = go.Figure(layout=_estimator_layout("samples per example K", "gradient SNR", height))
+    for name, values in snr.items():
+        figure.add_scatter(x=ks, y=np.asarray(values, dtype=np.float64), mode="lines+markers", name=name,
+                           line={"color": GRADIENT_COLOURS[name], "width": 3}, marker={"size": 9},
+                           hovertemplate=f"{name}, K = %{{x}}: SNR %{{y:.3g}}<extra></extra>")
+    figure.add_hline(y=noise_floor, line={"color": GRADIENT_COLOURS["floor"], "width": 2, "dash": "dot"})
+    figure.add_annotation(x=0, xref="paper", xanchor="left", y=np.log10(noise_floor), yanchor="top",
+                          text=" pure noise reads this", showarrow=False,
+                          font={"size": FONT_SIZE, "color": GRADIENT_COLOURS["floor"]})
+    figure.update_xaxes(**log_axis(ks))
+    figure.update_yaxes(**log_axis(*snr.values(), np.array([noise_floor])))
     return figure

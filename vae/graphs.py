@@ -12,11 +12,16 @@ a chart scaled down to its column (as `st.graphviz_chart` does) shrinks its text
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from html import escape
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vae.figures import PALETTE
+from vae.step_inspection import plain_symbol
+
+if TYPE_CHECKING:
+    from vae.families import Family
 
 NodeKind = Literal["input", "deterministic", "random", "output"]
 # "forward": a differentiable step, the gradient flows back along it; "blocked": a draw from a
@@ -29,8 +34,8 @@ EdgeRole = Literal["forward", "blocked", "noise"]
 GRADIENT_COLOUR = "#B40000"
 RANDOM_FILL = "#FFE3C2"  # light orange: random nodes stand out from deterministic boxes
 INPUT_FILL = "#E8E8E8"
-# Symbol of the value a node computes, for the gradient labels ∂L/∂·.
-_SYMBOLS = {"decoder": "θ", "z": "z", "mu": "μ", "sigma": "σ", "encoder": "φ"}
+# Symbol of the value a node computes, for the gradient labels ∂L/∂· (a family's own replace σ and ε).
+_SYMBOLS = {"decoder": "θ", "z": "z", "mu": "μ", "sigma": "σ", "encoder": "φ", "eps": "ε", "loss": "L"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Graph:
     title: str
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+    symbols: Mapping[str, str] = field(default_factory=lambda: dict(_SYMBOLS))  # node id -> its value's symbol
 
     def node(self, node_id: str) -> Node:
         return {n.id: n for n in self.nodes}[node_id]
@@ -65,18 +71,43 @@ class Graph:
         return next(n for n in self.nodes if n.kind == "output")
 
 
-def computation_graph(reparameterized: bool) -> Graph:
+@dataclass(frozen=True)
+class _Words:
+    """How a family of q_φ(z|x) is written on the graph: its scale's symbol and name, q, the noise, z."""
+
+    scale: str = "σ"
+    scale_name: str = "std. dev."
+    q: str = "N(μ, σ²)"
+    noise: str = "ε"
+    base: str = "ε ~ N(0, I)"
+    z: str = "μ + σ ⊙ ε"
+
+
+def _words(family: Family | None) -> _Words:
+    """The Gaussian's words by default; a location-scale family shifts and scales its standard noise, an
+    inverse-CDF one turns a uniform u into z = F⁻¹(u; μ, s)."""
+    if family is None or family.name == "Gaussian":
+        return _Words()
+    scale = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
+    noise = "ε" if family.kind == "location-scale" else "u"
+    z = f"μ + {scale} ⊙ ε" if noise == "ε" else f"F⁻¹(u; μ, {scale})"
+    return _Words(scale, "scale", f"{family.name}(μ, {scale})", noise, family.base, z)
+
+
+def computation_graph(reparameterized: bool, family: Family | None = None) -> Graph:
     """x -> encoder(φ) -> μ, σ -> z -> decoder(θ) -> log p_θ(x|z), with z sampled (before) or
-    z = μ + σ ⊙ ε (after).
+    z = μ + σ ⊙ ε (after); a posterior `family` other than the Gaussian (one of the VAE's, with loc and scale)
+    writes its own q, noise and z = g(μ, scale, noise).
 
     Only the reconstruction term is drawn: the analytic KL(q_φ ‖ p) is differentiable in μ and σ either
     way, so it would add a gradient path to φ that hides the one the trick is about.
     """
+    words = _words(family)
     shared = (
         Node("x", "x\ndata", "input"),
         Node("encoder", "encoder\nφ", "deterministic"),
         Node("mu", "μ\nmean", "deterministic"),
-        Node("sigma", "σ\nstd. dev.", "deterministic"),
+        Node("sigma", f"{words.scale}\n{words.scale_name}", "deterministic"),
         Node("decoder", "decoder\nθ", "deterministic"),
         Node("loss", "L =\nlog p_θ(x|z)", "output"),
     )
@@ -84,17 +115,34 @@ def computation_graph(reparameterized: bool) -> Graph:
                      Edge("encoder", "sigma", "forward"))
     out_of_z = (Edge("z", "decoder", "forward"), Edge("decoder", "loss", "forward"))
     if reparameterized:
-        middle_nodes = (Node("eps", "ε ~ N(0, I)", "random"), Node("z", "z =\nμ + σ ⊙ ε", "deterministic"))
+        middle_nodes = (Node("eps", words.base, "random"), Node("z", f"z =\n{words.z}", "deterministic"))
         middle_edges = (Edge("mu", "z", "forward"), Edge("sigma", "z", "forward"),
                         Edge("eps", "z", "noise", "noise from outside,\nno gradient needed"))
-        title = "After: z = μ + σ ⊙ ε is deterministic, so ∂L/∂φ flows back through μ and σ"
+        title = f"After: z = {words.z} is deterministic, so ∂L/∂φ flows back through μ and {words.scale}"
     else:
-        middle_nodes = (Node("q", "q_φ(z|x)\n= N(μ, σ²)", "deterministic"), Node("z", "z\nrandom draw", "random"))
+        middle_nodes = (Node("q", f"q_φ(z|x)\n= {words.q}", "deterministic"), Node("z", "z\nrandom draw", "random"))
         middle_edges = (Edge("mu", "q", "forward"), Edge("sigma", "q", "forward"),
                         Edge("q", "z", "blocked", "sample"))
         title = "Before: z is sampled, so ∂L/∂φ cannot get past the sampling step"
     name = "after" if reparameterized else "before"
-    return Graph(name, title, shared[:4] + middle_nodes + shared[4:], into_mu_sigma + middle_edges + out_of_z)
+    symbols = {**_SYMBOLS, "sigma": words.scale, "eps": words.noise}
+    return Graph(name, title, shared[:4] + middle_nodes + shared[4:], into_mu_sigma + middle_edges + out_of_z,
+                 symbols)
+
+
+def _walk_back(graph: Graph, roles: tuple[EdgeRole, ...]) -> tuple[Edge, ...]:
+    """The edges of `roles` met on a search back from the loss along them, never into the data x."""
+    reached, frontier, found = {graph.loss.id}, [graph.loss.id], []
+    while frontier:
+        target = frontier.pop()
+        for edge in graph.edges:
+            if edge.target != target or edge.role not in roles or graph.node(edge.source).kind == "input":
+                continue
+            found.append(edge)
+            if edge.source not in reached:
+                reached.add(edge.source)
+                frontier.append(edge.source)
+    return tuple(found)
 
 
 def backprop_edges(graph: Graph) -> tuple[Edge, ...]:
@@ -103,17 +151,14 @@ def backprop_edges(graph: Graph) -> tuple[Edge, ...]:
     It stops at blocked and noise edges (no gradient through a draw, none needed into ε) and at the data
     x (we never need ∂L/∂x).
     """
-    reached, frontier, found = {graph.loss.id}, [graph.loss.id], []
-    while frontier:
-        target = frontier.pop()
-        for edge in graph.edges:
-            if edge.target != target or edge.role != "forward" or graph.node(edge.source).kind == "input":
-                continue
-            found.append(edge)
-            if edge.source not in reached:
-                reached.add(edge.source)
-                frontier.append(edge.source)
-    return tuple(found)
+    return _walk_back(graph, ("forward",))
+
+
+def gradient_nodes(graph: Graph) -> tuple[set[str], set[str]]:
+    """(wanted, reached): the nodes between the parameters and the loss, whose gradient SGD needs (every path
+    but the noise's and the data's), and those the gradient of the loss does reach."""
+    wanted = {e.source for e in _walk_back(graph, ("forward", "blocked"))}
+    return wanted, {graph.loss.id} | {e.source for e in backprop_edges(graph)}
 
 
 def blocked_edges(graph: Graph) -> tuple[Edge, ...]:
@@ -124,10 +169,14 @@ def blocked_edges(graph: Graph) -> tuple[Edge, ...]:
 
 # --- Drawing -------------------------------------------------------------------------------------------------
 # Sizes in px. Every text is at least 16 px at 1:1 scale; the SVG carries width and height, so nothing scales it.
-WIDTH, HEIGHT = 1080, 425  # fits the wide layout's main column at 1280 px, under the section's controls
+WIDTH, HEIGHT = 1080, 418  # fits the wide layout's main column at 1280 px, under the section's controls, with a margin
 NODE_FONT = 20  # node labels carry the maths: the largest text in the drawing
 EDGE_FONT = 18
 LEGEND_FONT = 16
+NUMBER_FONT = 16  # the values and gradients printed under node labels
+NUMBER_GAP = 6  # between a node's label and its numbers
+NO_GRADIENT = "no gradient"
+_VECTORS = {"encoder": "φ", "decoder": "θ"}  # weights: their gradient is printed as a norm
 LINE_HEIGHT = 1.25  # baseline to baseline, in font sizes
 # A line's box above and below its baseline, in font sizes: what Chromium's text boxes measure for the app's
 # font (Source Sans), a little more than one font size in all.
@@ -150,6 +199,24 @@ _CENTRES: dict[str, Point] = {
 # The side of an edge its labels and gradient arrow go: +1 left of the direction of travel (above a
 # left-to-right edge), -1 right of it. Chosen so that labels sit outside the fan of μ and σ edges.
 _LABEL_SIDE = {("encoder", "sigma"): -1, ("sigma", "z"): -1, ("decoder", "loss"): -1}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the nodes go, the side of an edge its labels take (default +1), and the drawing's height."""
+
+    centres: Mapping[str, Point]
+    label_sides: Mapping[tuple[str, str], int]
+    height: int
+
+
+PLAIN = Layout(_CENTRES, _LABEL_SIDE, HEIGHT)
+# With numbers the nodes grow: a taller drawing, its columns further apart, and the decoder under z so that the
+# row keeps room for the arrows and their labels.
+NUMBERED = Layout(
+    {"x": (92, 58), "encoder": (92, 270), "mu": (295, 120), "sigma": (295, 420), "q": (530, 270),
+     "eps": (850, 72), "z": (850, 270), "decoder": (745, 462), "loss": (985, 462)},
+    {("encoder", "sigma"): -1, ("sigma", "z"): -1, ("decoder", "loss"): -1}, 560)
 
 
 @dataclass(frozen=True)
@@ -212,26 +279,72 @@ def text_size(text: str, font_size: float) -> Point:
     return max(map(len, lines)) * CHAR_WIDTH * font_size, height
 
 
-def node_shape(node: Node) -> Shape:
-    """The outline around the node's label: boxes with padding, ellipses big enough to hold the label's box."""
+NumberLines = tuple[tuple[str, str], ...]  # (text, colour) per line printed under a node's label
+
+
+def _block_size(node: Node, numbers: NumberLines) -> Point:
+    """Width and height of a node's label with its number lines under it."""
     width, height = text_size(node.label, NODE_FONT)
+    if numbers:
+        number_width, number_height = text_size("\n".join(text for text, _ in numbers), NUMBER_FONT)
+        width, height = max(width, number_width), height + NUMBER_GAP + number_height
+    return width, height
+
+
+def node_shape(node: Node, numbers: NumberLines = (), layout: Layout = PLAIN) -> Shape:
+    """The outline around the node's label (and numbers): boxes with padding, ellipses big enough to hold the
+    block's box."""
+    width, height = _block_size(node, numbers)
     if node.kind == "random":
         width, height = width * math.sqrt(2) + 8, height * math.sqrt(2) + 8
     else:
         width, height = width + 32, height + 14
-    return Shape(*_CENTRES[node.id], width, height, ellipse=node.kind == "random")
+    return Shape(*layout.centres[node.id], width, height, ellipse=node.kind == "random")
 
 
 def _text(text: str, centre: Point, font_size: int, colour: str = "#000000", anchor: str = "middle") -> str:
     """`text` with its line block centred vertically on `centre`, one tspan per line; `anchor` is SVG's
     text-anchor: "middle" centres it on centre[0], "start" begins it there."""
-    lines = text.split("\n")
+    return _coloured_text(tuple((line, colour) for line in text.split("\n")), centre, font_size, anchor)
+
+
+def _coloured_text(lines: NumberLines, centre: Point, font_size: int, anchor: str = "middle") -> str:
+    """One <text> of (line, colour) pairs, one tspan each, the block centred vertically on `centre`."""
     x = centre[0]
-    baseline = centre[1] - text_size(text, font_size)[1] / 2 + ASCENT * font_size  # of the first line
-    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else font_size * LINE_HEIGHT:.1f}">{escape(line)}</tspan>'
-                    for i, line in enumerate(lines))
+    baseline = centre[1] - text_size("\n".join(t for t, _ in lines), font_size)[1] / 2 + ASCENT * font_size
+    first_colour = lines[0][1]
+    fills = ["" if colour == first_colour else f' fill="{colour}"' for _, colour in lines]
+    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else font_size * LINE_HEIGHT:.1f}"{fill}>'
+                    f'{escape(line)}</tspan>' for i, ((line, _), fill) in enumerate(zip(lines, fills, strict=True)))
     return (f'<text x="{x:.1f}" y="{baseline:.1f}" font-size="{font_size}" text-anchor="{anchor}" '
-            f'fill="{colour}">{spans}</text>')
+            f'fill="{first_colour}">{spans}</text>')
+
+
+def _number(value: float) -> str:
+    """Three significant digits, short: -0.456, 12.3, 4.56e-5 (no exponent padding), with a real minus sign."""
+    text = f"{value:.3g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text.replace("-", "−")
+
+
+def number_lines(graph: Graph, numbers: Mapping[str, tuple[float | None, float | None]]) -> dict[str, NumberLines]:
+    """What each node prints under its label, micrograd-style: its value (black) and its gradient (red), or
+    "no gradient" where SGD needs one and sampling blocks it. The data and the noise need none."""
+    wanted, reached = gradient_nodes(graph)
+    lines: dict[str, NumberLines] = {}
+    for node in graph.nodes:
+        value, gradient = numbers.get(node.id, (None, None))
+        symbol = graph.symbols.get(node.id, node.id)
+        found = [(f"{symbol} = {_number(value)}", "#000000")] if value is not None else []
+        if node.id in wanted and node.id not in reached:
+            found.append((NO_GRADIENT, GRADIENT_COLOUR))
+        elif node.id in wanted and gradient is not None:
+            name = f"‖∇{_VECTORS[node.id]}‖" if node.id in _VECTORS else f"∂L/∂{symbol}"
+            found.append((f"{name} = {_number(gradient)}", GRADIENT_COLOUR))
+        lines[node.id] = tuple(found)
+    return lines
 
 
 def _line(segment: Segment, colour: str, width: float, dashes: str = "") -> str:
@@ -283,18 +396,18 @@ def _boxes_meet(label: tuple[float, float, float, float], shape: Shape, margin: 
             and abs(y - shape.cy) < (height + shape.height) / 2 + margin)
 
 
-def _gradient_label(edge: Edge, fan_out: int) -> str:
+def _gradient_label(edge: Edge, fan_out: int, symbols: Mapping[str, str]) -> str:
     """∂L/∂(source); where the source feeds several paths, only this path's chain-rule share."""
-    source, target = (_SYMBOLS.get(i, i) for i in (edge.source, edge.target))
+    source, target = (symbols.get(i, i) for i in (edge.source, edge.target))
     return f"∂L/∂{source}" if fan_out == 1 else f"∂L/∂{target} ·\n∂{target}/∂{source}"
 
 
-def _edge_svg(edge: Edge, shapes: dict[str, Shape], gradient: str | None, blocked: bool) -> str:
+def _edge_svg(edge: Edge, shapes: dict[str, Shape], gradient: str | None, blocked: bool, layout: Layout) -> str:
     """The value arrow (black; ε's in its colour) with its label, and beside it the gradient running back
     (red dashes, labelled ∂L/∂·) or, for a blocked draw, a red dotted track stopped by a ✕."""
     source, target = shapes[edge.source], shapes[edge.target]
     value = Segment(source.exit_point((target.cx, target.cy)), target.exit_point((source.cx, source.cy)))
-    side = _LABEL_SIDE.get((edge.source, edge.target), 1)
+    side = layout.label_sides.get((edge.source, edge.target), 1)
     nodes = tuple(shapes.values())
     colour, width = (PALETTE["eps"], 4) if edge.role == "noise" else ("#000000", 2)
     parts = [_arrow(value, colour, width)]
@@ -326,8 +439,9 @@ def _outline(shape: Shape, fill: str, border: str, width: float, inset: float = 
             f'rx="10" {paint}/>')
 
 
-def _node_svg(node: Node, shape: Shape) -> str:
-    """Shape by kind (box = deterministic, ellipse = random), border in the quantity's PALETTE colour."""
+def _node_svg(node: Node, shape: Shape, numbers: NumberLines = ()) -> str:
+    """Shape by kind (box = deterministic, ellipse = random), border in the quantity's PALETTE colour; the
+    label, and under it the node's numbers."""
     # A thick coloured border rather than coloured text: light Okabe-Ito colours are hard to read as text on
     # a projector, and a border shows the same colour as the plots.
     border, width = (PALETTE[node.id], 4) if node.id in PALETTE else ("#000000", 2)
@@ -335,7 +449,13 @@ def _node_svg(node: Node, shape: Shape) -> str:
     parts = [_outline(shape, fill, border, width)]
     if node.kind == "output":  # a double border: the quantity being optimised
         parts.append(_outline(shape, "none", border, width, inset=5))
-    parts.append(_text(node.label, (shape.cx, shape.cy), NODE_FONT))
+    label_height = text_size(node.label, NODE_FONT)[1]
+    top = shape.cy - _block_size(node, numbers)[1] / 2
+    parts.append(_text(node.label, (shape.cx, top + label_height / 2), NODE_FONT))
+    if numbers:
+        numbers_height = text_size("\n".join(text for text, _ in numbers), NUMBER_FONT)[1]
+        centre = (shape.cx, top + label_height + NUMBER_GAP + numbers_height / 2)
+        parts.append(_coloured_text(numbers, centre, NUMBER_FONT))
     return f'<g class="node" id="node-{node.id}">{"".join(parts)}</g>'
 
 
@@ -364,17 +484,25 @@ def _across(shape: Shape, backwards: bool = False) -> Segment:
     return Segment(right, left) if backwards else Segment(left, right)
 
 
-def to_svg(graph: Graph) -> str:
+def to_svg(graph: Graph, numbers: Mapping[str, tuple[float | None, float | None]] | None = None) -> str:
     """`graph` as an SVG of WIDTH x HEIGHT px: values flow left to right in black, the gradient of the loss runs
-    back in red dashes labelled ∂L/∂·, and a red ✕ marks where sampling blocks it. A legend sits underneath."""
-    shapes = {node.id: node_shape(node) for node in graph.nodes}
+    back in red dashes labelled ∂L/∂·, and a red ✕ marks where sampling blocks it. A legend sits underneath.
+
+    `numbers` (node id -> (value, gradient), e.g. `vae.step_inspection.graph_numbers` of one step) prints each
+    node's value and gradient under its label, as micrograd's graphs do; where the gradient does not reach a node
+    that needs it, the node says "no gradient" instead, whatever number was given. The drawing is then
+    laid out taller (NUMBERED)."""
+    lines = number_lines(graph, numbers) if numbers is not None else {}
+    layout = NUMBERED if numbers is not None else PLAIN
+    height = layout.height
+    shapes = {node.id: node_shape(node, lines.get(node.id, ()), layout) for node in graph.nodes}
     gradients = backprop_edges(graph)
     fan_out = {edge.source: sum(e.source == edge.source for e in gradients) for edge in gradients}
     blocked = set(blocked_edges(graph))
-    edges = [_edge_svg(edge, shapes, _gradient_label(edge, fan_out[edge.source]) if edge in gradients else None,
-                       edge in blocked) for edge in graph.edges]
-    nodes = [_node_svg(node, shapes[node.id]) for node in graph.nodes]
+    edges = [_edge_svg(edge, shapes, _gradient_label(edge, fan_out[edge.source], graph.symbols)
+                       if edge in gradients else None, edge in blocked, layout) for edge in graph.edges]
+    nodes = [_node_svg(node, shapes[node.id], lines.get(node.id, ())) for node in graph.nodes]
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="computation-graph" id="graph-{graph.name}" '
-            f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" '
             f'aria-label="{escape(graph.title)}"><title>{escape(graph.title)}</title>'
-            f'{"".join(edges)}{"".join(nodes)}{_legend_svg(HEIGHT - 20)}</svg>')
+            f'{"".join(edges)}{"".join(nodes)}{_legend_svg(height - 20)}</svg>')

@@ -9,10 +9,12 @@ every `sync_every` steps, so a GPU is never synchronised per step.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import math
 import threading
 import time
 import weakref
+from collections.abc import Callable, Sequence
 from enum import Enum, auto
 from typing import Any
 
@@ -24,13 +26,15 @@ from vae.config import TrainConfig
 from vae.data import Dataset, load_dataset
 from vae.metrics import EpochMetrics, JobSnapshot, JobStatus, MetricHistory, RunPublisher
 from vae.model import VAE, progress_pictures
+from vae.scheduler import CapacityError, OwnerWatch, Ticket, TrainingSlots, default_capacity
+from vae.step_inspection import StepRecord
 from vae.trainer import DivergenceGuard, Trainer, resolve_device
 
-__all__ = ["EpochMetrics", "JobLimitError", "JobSnapshot", "JobStatus", "MetricHistory", "TrainingJob",
-           "metrics_summary", "resolve_device", "warm_up"]
+__all__ = ["CapacityError", "EpochMetrics", "JobSnapshot", "JobStatus", "MetricHistory", "StepRecord",
+           "TrainingJob", "metrics_summary", "owners_with_live_jobs", "resolve_device", "start_together",
+           "stop_jobs_of", "warm_up", "watch_owners"]
 
-MAX_ACTIVE_JOBS = 4  # threads alive at once in this process: 2 cores cannot serve more usefully
-_active_jobs = threading.BoundedSemaphore(MAX_ACTIVE_JOBS)
+SLOTS = TrainingSlots(default_capacity())  # trainings at once in this process; the others queue (vae.scheduler)
 _workers: weakref.WeakSet[_Runner] = weakref.WeakSet()
 
 
@@ -44,8 +48,33 @@ def _stop_all_workers() -> None:
             worker.thread.join(timeout=2)
 
 
-class JobLimitError(RuntimeError):
-    """Too many trainings are alive in this process."""
+def owners_with_live_jobs() -> set[str]:
+    """The owners (browser sessions) that have a run training, paused or queued."""
+    return {worker.owner for worker in list(_workers) if worker.owner is not None and worker.is_alive()}
+
+
+def stop_jobs_of(owner: str) -> int:
+    """Stop every run of `owner` and let each drop its weights when its thread ends (nobody will look at them:
+    the owner is gone). Returns how many were stopped."""
+    workers = [worker for worker in list(_workers) if worker.owner == owner and worker.is_alive()]
+    for worker in workers:
+        worker.release_on_exit = True
+        worker.request_stop()
+    return len(workers)
+
+
+def watch_owners(is_present: Callable[[str], bool], grace_s: float = 300.0, poll_s: float = 2.0) -> OwnerWatch:
+    """Start a thread that stops the runs of owners absent for more than `grace_s` (see `vae.scheduler`)."""
+    return OwnerWatch(owners_with_live_jobs, is_present, stop_jobs_of, grace_s, poll_s).start()
+
+
+def start_together(jobs: Sequence[TrainingJob], paused: bool = False) -> None:
+    """Start runs that must train side by side (a race): they take their slots at the same moment, or wait in the
+    queue together. `CapacityError` when this server cannot train that many at once."""
+    slots = SLOTS
+    ticket = slots.enqueue(len(jobs))
+    for job in jobs:
+        job._worker.start(paused, ticket, slots)
 
 
 def warm_up() -> None:
@@ -54,8 +83,8 @@ def warm_up() -> None:
 
 
 class TrainingJob:
-    """Public face of a training run. Dropping the last reference stops its thread (a closed browser tab
-    must not leave a thread training forever)."""
+    """Public face of a training run. It waits in the queue for a free slot (`SLOTS`) and then trains. Dropping
+    the last reference stops its thread, and so does `stop_jobs_of(owner)` once its browser session is gone."""
 
     def __init__(
         self,
@@ -66,6 +95,7 @@ class TrainingJob:
         sync_every: int = 10,
         history_capacity: int = 4000,
         variance_probe_every: int = 0,
+        owner: str | None = None,
     ) -> None:
         config.validate()
         dataset = dataset if dataset is not None else load_dataset(config.dataset)
@@ -73,12 +103,13 @@ class TrainingJob:
         self.config = config.replace(dataset=dataset.name, input_shape=tuple(dataset.image_shape))
         self.dataset = dataset
         self._worker = _Runner(self.config, dataset, num_threads, sync_every, history_capacity)
+        self._worker.owner = owner  # who may see this run: when they are gone for good, it stops
         # Every this many steps, measure how noisy the encoder's gradient estimate is (the estimator race).
         self._worker.variance_probe_every = variance_probe_every
         weakref.finalize(self, self._worker.request_stop)
 
     def start(self, paused: bool = False) -> None:
-        """Start the thread (once). `JobLimitError` when too many trainings are alive in this process."""
+        """Start the thread (once): it trains as soon as a slot is free, and is QUEUED until then."""
         self._worker.start(paused)
 
     def pause(self) -> None:
@@ -88,10 +119,36 @@ class TrainingJob:
         self._worker.command(pause=False)
 
     def step(self, count: int = 1) -> None:
-        """Run `count` minibatches, then stay paused (starts the job paused if needed)."""
+        """Run `count` minibatches, then stay paused (starts the job paused if needed). Each is recorded number by
+        number: see `last_step_record`."""
         if self._worker.thread is None:
             self._worker.start(paused=True)
         self._worker.command(pause=True, steps=count)
+
+    def last_step_record(self) -> StepRecord | None:
+        """What the latest `step()` minibatch did (images, noise, loc, scale, z, ELBO terms, gradient and update
+        norms); None before the first. It is in place before the snapshot shows that step."""
+        return self._worker.last_record
+
+    def wait_for_step_record(self, after: int, timeout: float = 10.0) -> StepRecord | None:
+        """The record of a `step()` past step `after`, once the snapshot shows that step too; None if none came
+        within `timeout` s (the run is queued, has ended, or rewound that step)."""
+
+        def newer(record: StepRecord | None) -> bool:
+            return record is not None and record.step > after
+
+        def arrived(snap: JobSnapshot) -> bool:  # the record is in place before its step is published: wait for both
+            if self.config.model.categorical:  # no record is kept for a categorical z: the step itself will do
+                return not snap.is_alive or snap.step > after
+            record = self.last_step_record()
+            return not snap.is_alive or (newer(record) and snap.step >= record.step)
+
+        try:
+            self.wait_until(arrived, timeout)
+        except TimeoutError:
+            return None
+        record = self.last_step_record()
+        return record if newer(record) else None
 
     def set_learning_rate(self, lr: float) -> None:
         """Applied before the next step, e.g. after a divergence paused the run."""
@@ -107,7 +164,7 @@ class TrainingJob:
             thread.join(timeout)
         return thread is None or not thread.is_alive()
 
-    def wait_until(self, predicate, timeout: float = 30.0, poll: float = 0.01) -> JobSnapshot:
+    def wait_until(self, predicate, timeout: float = 120.0, poll: float = 0.01) -> JobSnapshot:
         """Poll `snapshot()` until predicate(snapshot) holds; TimeoutError otherwise (for tests and the CLI)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -158,7 +215,11 @@ class _Runner:
         self.steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
         self.publisher = RunPublisher(config, self.steps_per_epoch, str(self.device), history_capacity)
         self.variance_probe_every = 0
+        self.owner: str | None = None
+        self.release_on_exit = False  # drop the weights when the thread ends (nobody is left to look at them)
         self.thread: threading.Thread | None = None
+        self._ticket: Ticket | None = None
+        self._slots: TrainingSlots | None = None
         self._commands = threading.Condition()
         self._want_pause = self._want_stop = False
         self._pending_steps, self._new_lr = 0, None
@@ -166,17 +227,16 @@ class _Runner:
         self._model_lock = threading.Lock()
         self._trainer: Trainer | None = None
         self._model_copy: tuple[int, VAE] | None = None
+        self.last_record: StepRecord | None = None  # replaced whole by the thread: readers need no lock
         _workers.add(self)
 
     # --- control, from any thread -------------------------------------------------------------
-    def start(self, paused: bool) -> None:
+    def start(self, paused: bool, ticket: Ticket | None = None, slots: TrainingSlots | None = None) -> None:
         with self._commands:
             if self.thread is not None:
                 return
-            if not _active_jobs.acquire(blocking=False):
-                raise JobLimitError(
-                    f"{MAX_ACTIVE_JOBS} trainings are already running on this server; stop one and try again."
-                )
+            self._slots = slots or SLOTS  # the slots it waits in are the ones it frees, even if SLOTS is replaced
+            self._ticket = ticket or self._slots.enqueue(1)
             self._want_pause = paused
             self.thread = threading.Thread(target=self._run, name="vae-training", daemon=True)
             self.thread.start()
@@ -193,6 +253,11 @@ class _Runner:
         with self._commands:
             self._want_stop = True
             self._commands.notify_all()
+        if self._slots is not None:
+            self._slots.wake()  # a run waiting in the queue leaves it now
+
+    def is_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
 
     def snapshot(self) -> JobSnapshot:
         return self.publisher.snapshot()
@@ -210,6 +275,10 @@ class _Runner:
 
     # --- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
+        _name_os_thread(b"vae-training")
+        if not self._slots.wait(self._ticket, self._show_queue_position, lambda: self._want_stop):
+            self.publisher.set_status(JobStatus.STOPPED, "Stopped while waiting for a free training slot.")
+            return
         try:
             if self.num_threads:
                 torch.set_num_threads(self.num_threads)  # per OS thread: leaves a core for the server
@@ -217,19 +286,30 @@ class _Runner:
                 self._trainer = trainer = Trainer(self.config, self.dataset, self.device)
             guard, pending = DivergenceGuard(trainer), []
             while (action := self._next_action(trainer, guard, pending)) is not Action.STOP:
+                one_step = action is Action.ONE_STEP
                 with self._model_lock:
-                    pending.append(trainer.step())  # (5,) on the device: no sync per step
-                if len(pending) >= self.sync_every or action is Action.ONE_STEP:
+                    pending.append(trainer.step(record=one_step))  # (5,) on the device: no sync per step
+                if one_step:  # kept before the flush publishes the step: whoever sees the step finds its record
+                    self.last_record = trainer.last_record
+                if len(pending) >= self.sync_every or one_step:
                     self._flush(trainer, guard, pending)
                 if trainer.epoch_done and self._end_epoch(trainer, guard, pending):
                     self.publisher.set_status(JobStatus.FINISHED, f"Finished {self.config.epochs} epochs.")
                     return
             self._flush(trainer, guard, pending)
-            self.publisher.set_status(JobStatus.STOPPED, f"Stopped at step {trainer.step_count}.")
+            why = " (its browser tab had been gone too long)" if self.release_on_exit else ""
+            self.publisher.set_status(JobStatus.STOPPED, f"Stopped at step {trainer.step_count}{why}.")
         except Exception as error:  # noqa: BLE001 - reported in the status, never lost in a dead thread
             self.publisher.set_status(JobStatus.FAILED, f"Training failed: {type(error).__name__}: {error}")
         finally:
-            _active_jobs.release()
+            self._slots.release()
+            if self.release_on_exit:
+                with self._model_lock:
+                    self._trainer = self._model_copy = None
+
+    def _show_queue_position(self, position: int) -> None:
+        self.publisher.set_status(JobStatus.QUEUED, f"number {position} in the queue for one of {self._slots.capacity} "
+                                                    "training slots")
 
     def _next_action(self, trainer: Trainer, guard: DivergenceGuard, pending: list[torch.Tensor]) -> Action:
         """Block while paused; then stop, take one requested step, or keep running."""
@@ -297,6 +377,14 @@ class _Runner:
             metrics = trainer.evaluate()
         self.publisher.publish_epoch(metrics.elbo, metrics.reconstruction, metrics.kl)
         return self.publisher.epochs_done >= self.config.epochs
+
+
+def _name_os_thread(name: bytes) -> None:
+    """Name the OS thread (Linux), so `top -H` and /proc/PID/task show which threads train."""
+    try:
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # 15: PR_SET_NAME
+    except (OSError, AttributeError):  # not Linux
+        pass
 
 
 def metrics_summary(snapshot: JobSnapshot, curve_points: int = 300) -> dict[str, Any]:

@@ -43,25 +43,37 @@ def monte_carlo_kl(family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: 
 
     Unbiased for KL(q || p) and differentiable through z (Kingma & Welling 2014, eq. 6, "SGVB estimator A").
     """
+    return _monte_carlo_kl_per_dimension(family_name, loc, scale, z).sum(-1)
+
+
+def _monte_carlo_kl_per_dimension(family_name: str, loc: torch.Tensor, scale: torch.Tensor,
+                                  z: torch.Tensor) -> torch.Tensor:
     family = FAMILIES[family_name]
     q = posterior_params(family_name, loc, scale)
-    return (family.log_prob(z, q) - family.log_prob(z, _prior_params(family_name, loc))).sum(-1)  # (B, K) -> (B,)
+    return family.log_prob(z, q) - family.log_prob(z, _prior_params(family_name, loc))  # (B, K)
 
 
 def posterior_kl(
     family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """KL(q(z|x) || p(z)) with q = family(loc, scale) and p = family(0, 1), summed over latents: (B, K) -> (B,).
+    """KL(q(z|x) || p(z)) summed over latents: (B, K) -> (B,). See `posterior_kl_per_dimension`."""
+    return posterior_kl_per_dimension(family_name, loc, scale, z).sum(-1)
+
+
+def posterior_kl_per_dimension(
+    family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: torch.Tensor | None = None
+) -> torch.Tensor:
+    """KL(q(z|x) || p(z)) with q = family(loc, scale) and p = family(0, 1), per latent dimension: (B, K).
 
     Analytic via `torch.distributions.kl_divergence` for the families in ANALYTIC_KL_FAMILIES (z is ignored
-    there); otherwise the Monte Carlo estimate `monte_carlo_kl` at the given reparameterized sample z, which is
-    then required.
+    there); otherwise the Monte Carlo estimate log q(z|x) - log p(z) at the given reparameterized sample z, which
+    is then required.
     """
     q_params = posterior_params(family_name, loc, scale)  # also rejects a non-posterior family
     if family_name in ANALYTIC_KL_FAMILIES:
         family = FAMILIES[family_name]
         p = family.torch_dist(_prior_params(family_name, loc))
-        return kl_divergence(family.torch_dist(q_params), p).sum(-1)  # (B, K) -> (B,)
+        return kl_divergence(family.torch_dist(q_params), p)  # (B, K)
     if z is None:
         raise ValueError(f"KL for a {family_name!r} posterior has no closed form here: pass a sample z ~ q")
-    return monte_carlo_kl(family_name, loc, scale, z)
+    return _monte_carlo_kl_per_dimension(family_name, loc, scale, z)

@@ -15,6 +15,8 @@ from vae.kl import posterior_kl
 from vae.model import VAE
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016: active when Var_x(E_q[z_k | x]) exceeds this
+# Slerp: below this, the end direction's component orthogonal to the start direction is rounding noise.
+ANTIPARALLEL_TOLERANCE = 1e-12
 
 
 @torch.no_grad()
@@ -52,18 +54,61 @@ def manifold_grid(model: VAE, count: int = 15, extent: float = 0.9) -> np.ndarra
 
 
 def interpolate(start: np.ndarray, end: np.ndarray, steps: int, method: str = "linear") -> np.ndarray:
-    """Points from start to end (K,) inclusive: (steps, K). "spherical" (slerp) keeps the norm typical of a
-    Gaussian sample, where a straight line passes through the unlikely region near the origin."""
+    """Points from start to end (K,) inclusive: (steps, K); the endpoints are returned exactly.
+
+    "linear" is the straight line. "spherical" (slerp) walks the direction along the great circle from start's to
+    end's at constant angular speed while the norm goes linearly from |start| to |end|, so every point's norm lies
+    between the endpoints' and stays typical of a Gaussian sample, where a straight line passes through the
+    unlikely region near the origin. It is scale-equivariant: interpolate(c a, c b) = c interpolate(a, b), c > 0.
+    Degenerate endpoints have a defined path. Antiparallel ones (end = -c start, or within rounding of it) span no
+    plane, so the path turns through a fixed direction orthogonal to start (`_slerp_plane`). A zero endpoint has
+    no direction, and in 1-D there is no circle to walk: the path is then the straight line."""
     t = np.linspace(0.0, 1.0, steps)[:, None]  # (steps, 1)
+    start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
     if method == "linear":
-        return (1 - t) * start + t * end
-    if method != "spherical":
+        path = (1 - t) * start + t * end
+    elif method == "spherical":
+        path = _slerp(start, end, t)
+    else:
         raise ValueError(f"Unknown interpolation {method!r}; choose linear or spherical.")
-    cosine = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end) + 1e-12)
-    angle = np.arccos(np.clip(cosine, -1.0, 1.0))
-    if angle < 1e-6:  # (anti)parallel within rounding: slerp degenerates to a straight line
+    if steps > 1:
+        path[0], path[-1] = start, end  # exactly, not within rounding
+    return path
+
+
+def _slerp(start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(steps, 1) fractions -> (steps, K) points: norm linear in t, direction on the great circle."""
+    unit = max(np.abs(start).max(initial=0.0), np.abs(end).max(initial=0.0))
+    if unit == 0.0:
+        return np.zeros((len(t), len(start)))
+    a, b = start / unit, end / unit  # max |entry| = 1: no underflow or overflow in the norms (tiny or huge vectors)
+    norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
+    if norm_a == 0.0 or norm_b == 0.0:
         return (1 - t) * start + t * end
-    return (np.sin((1 - t) * angle) * start + np.sin(t * angle) * end) / np.sin(angle)
+    u, v = a / norm_a, b / norm_b  # (K,) unit directions
+    angle = 2.0 * np.arctan2(np.linalg.norm(u - v), np.linalg.norm(u + v))  # accurate near 0 and near pi
+    toward = _slerp_plane(u, v)
+    if toward is None:  # 1-D: no other direction to turn to (for opposite signs no circle joins them): the line
+        return (1 - t) * start + t * end
+    direction = np.cos(t * angle) * u + np.sin(t * angle) * toward  # (steps, K), unit norm
+    return unit * ((1 - t) * norm_a + t * norm_b) * direction
+
+
+def _slerp_plane(u: np.ndarray, v: np.ndarray) -> np.ndarray | None:
+    """The unit vector orthogonal to u toward which the path turns: v's component orthogonal to u. When that is
+    below rounding (v = ±u), the plane is undefined and a fixed direction is used: the coordinate axis least
+    aligned with u, made orthogonal to u. So a -> -a goes through that axis, deterministically. None in 1-D."""
+    orthogonal = _orthogonal_part(v, u)
+    if np.linalg.norm(orthogonal) <= ANTIPARALLEL_TOLERANCE:
+        if len(u) == 1:
+            return None
+        orthogonal = _orthogonal_part(np.eye(len(u))[np.argmin(np.abs(u))], u)
+    orthogonal = _orthogonal_part(orthogonal, u)  # twice (Gram-Schmidt's re-orthogonalisation): exact to rounding
+    return orthogonal / np.linalg.norm(orthogonal)
+
+
+def _orthogonal_part(vector: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    return vector - np.dot(vector, unit) * unit
 
 
 def traversal(base: np.ndarray, dimension: int, values: np.ndarray) -> np.ndarray:

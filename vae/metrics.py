@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,10 +15,12 @@ import numpy as np
 from vae.config import TrainConfig
 
 TRAIN_METRICS = ("elbo", "reconstruction", "kl", "grad_norm")
+SPEED_WINDOW_S = 5.0  # steps/s is measured over about this many seconds: steady, yet it follows a change
 
 
 class JobStatus(StrEnum):
     IDLE = "idle"  # built, not started
+    QUEUED = "queued"  # started, waiting for a free training slot (vae.scheduler)
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"  # ran all its epochs
@@ -91,7 +95,7 @@ class JobSnapshot:
 
     @property
     def is_alive(self) -> bool:
-        return self.status in (JobStatus.IDLE, JobStatus.RUNNING, JobStatus.PAUSED)
+        return self.status in (JobStatus.IDLE, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
 
     @property
     def progress(self) -> float:
@@ -100,6 +104,8 @@ class JobSnapshot:
     @property
     def status_line(self) -> str:
         """One line for a UI: status, data, device, step and speed (the epoch gets its own counter)."""
+        if self.status == JobStatus.QUEUED:
+            return f"Queued · {self.message}"
         parts = [self.status.value.capitalize(), f"{self.config.dataset} on {self.device}", f"step {self.step:,}"]
         if self.status == JobStatus.RUNNING and self.steps_per_second:
             parts.append(f"{self.steps_per_second:,.0f} steps/s")
@@ -110,7 +116,8 @@ class RunPublisher:
     """What a run shows other threads, behind one lock: status, the per-step history, held-out metrics and the
     speed. The training thread writes it; any thread takes a consistent `snapshot`."""
 
-    def __init__(self, config: TrainConfig, steps_per_epoch: int, device: str, history_capacity: int = 4000) -> None:
+    def __init__(self, config: TrainConfig, steps_per_epoch: int, device: str, history_capacity: int = 4000,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.config, self.steps_per_epoch, self.device = config, steps_per_epoch, device
         self.lock = threading.Lock()
         self.status, self.message, self.diverged = JobStatus.IDLE, "", False
@@ -119,28 +126,24 @@ class RunPublisher:
         self.history = MetricHistory(TRAIN_METRICS, history_capacity)
         self.variance_history = MetricHistory(("variance",), history_capacity)
         self.held_out: list[EpochMetrics] = []
-        self._steps_per_second = 0.0
-        self._clock = (time.perf_counter(), 0)
+        self._now = clock
+        self._speed_marks: deque[tuple[float, int]] = deque([(clock(), 0)])  # (time, step) over the last seconds
 
     def set_status(self, status: JobStatus, message: str = "", diverged: bool = False) -> None:
         with self.lock:
             self.status, self.message, self.diverged = status, message, diverged
             if status == JobStatus.RUNNING:
-                self._clock = (time.perf_counter(), self.step)  # the speed counts running time only
+                self._speed_marks = deque([(self._now(), self.step)])  # the speed counts running time only
 
     def publish_steps(self, first_step: int, rows: np.ndarray) -> None:
         """Rows (n, len(TRAIN_METRICS)) for steps first_step .. first_step + n - 1."""
-        now = time.perf_counter()
+        now = self._now()
         with self.lock:
             self.history.extend(first_step, rows)
             self.step = first_step + len(rows) - 1
-            started, step_then = self._clock
-            if now > started and self.step > step_then:
-                rate = (self.step - step_then) / (now - started)
-                # Smoothed: one slow interval (an evaluation, a busy server) should not make the figure jump.
-                previous = self._steps_per_second
-                self._steps_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate
-            self._clock = (now, self.step)
+            self._speed_marks.append((now, self.step))
+            while len(self._speed_marks) > 2 and now - self._speed_marks[1][0] >= SPEED_WINDOW_S:
+                self._speed_marks.popleft()
 
     def publish_epoch(self, elbo: float, reconstruction: float, kl: float) -> None:
         with self.lock:
@@ -158,6 +161,12 @@ class RunPublisher:
             self.step = good_step
             self.status, self.message, self.diverged = JobStatus.PAUSED, message, True
 
+    def _steps_per_second(self) -> float:
+        """Steps over time across the last `SPEED_WINDOW_S` seconds: the rate the step counter shows. (An average
+        of per-interval rates reads high: the short intervals between two flushes count as much as the long ones.)"""
+        (started, first), (now, last) = self._speed_marks[0], self._speed_marks[-1]
+        return (last - first) / (now - started) if now > started and last > first else 0.0
+
     @property
     def last_variance_step(self) -> int | None:
         with self.lock:
@@ -174,7 +183,7 @@ class RunPublisher:
             return JobSnapshot(
                 status=self.status, message=self.message, step=self.step, epoch=len(self.held_out),
                 epochs=self.config.epochs, steps_per_epoch=self.steps_per_epoch,
-                steps_per_second=self._steps_per_second, device=self.device, train=self.history.arrays(),
+                steps_per_second=self._steps_per_second(), device=self.device, train=self.history.arrays(),
                 gradient_variance=self.variance_history.arrays(), held_out=tuple(self.held_out), config=self.config,
                 learning_rate=self.learning_rate, diverged=self.diverged,
             )

@@ -26,7 +26,8 @@ def mlp(sizes: list[int]) -> nn.Sequential:
 
 class VAE(nn.Module):
     """Encoder -> (loc, scale) of q(z|x) -> z -> decoder -> parameters of p(x|z), as in pytorch/examples' VAE.
-    q(z|x) is a Gaussian by default, or another family of vae.families (config.posterior)."""
+    q(z|x) is a Gaussian by default, or another family of vae.families (config.posterior). A categorical
+    posterior has no loc and scale: the encoder gives logits (`encode_logits`) and vae.categorical draws z."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -34,25 +35,35 @@ class VAE(nn.Module):
         self.config = config
         hidden = list(config.hidden_sizes)
         self.encoder = nn.Sequential(mlp([config.input_dim, *hidden]), nn.ReLU())
-        self.to_loc = nn.Linear(hidden[-1], config.latent_dim)
-        # log sigma^2, as in the reference example: scale = exp(log_var / 2) is positive by construction.
-        self.to_log_var = nn.Linear(hidden[-1], config.latent_dim)
-        self.decoder = mlp([config.latent_dim, *reversed(hidden), config.input_dim])
+        if config.categorical:
+            self.to_logits = nn.Linear(hidden[-1], config.code_size)  # (N variables x K categories)
+        else:
+            self.to_loc = nn.Linear(hidden[-1], config.latent_dim)
+            # log sigma^2, as in the reference example: scale = exp(log_var / 2) is positive by construction.
+            self.to_log_var = nn.Linear(hidden[-1], config.latent_dim)
+        self.decoder = mlp([config.code_size, *reversed(hidden), config.input_dim])
         if config.likelihood == "gaussian":
             self.log_scale_x = nn.Parameter(torch.zeros(()))  # one learned pixel noise level
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, D) -> loc (B, K), scale (B, K) of q(z|x)."""
+        if self.config.categorical:
+            raise TypeError("A categorical posterior has logits, not a location and scale: use encode_logits.")
         hidden = self.encoder(x)  # (B, H)
         return self.to_loc(hidden), torch.exp(0.5 * self.to_log_var(hidden))
+
+    def encode_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D) -> the logits (B, N, K) of N independent categoricals (a categorical posterior)."""
+        return self.to_logits(self.encoder(x)).unflatten(-1, (self.config.latent_dim, self.config.categories))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder (so torch.func.functional_call can swap its weights); the decoder is called by name."""
         return self.encode(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, K) -> decoder output (B, D): Bernoulli logits, or the Gaussian mean before a sigmoid."""
-        return self.decoder(z)
+        """z (B, K), or one-hot codes (B, N, K) -> decoder output (B, D): Bernoulli logits, or the Gaussian mean
+        before a sigmoid."""
+        return self.decoder(z.flatten(-2) if self.config.categorical else z)
 
     def likelihood(self, decoded: torch.Tensor) -> torch.distributions.Distribution:
         """p(x|z) as a distribution over the D pixels of each example."""
@@ -80,7 +91,12 @@ def count_parameters(model: nn.Module) -> int:
 
 @torch.no_grad()
 def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
-    """Decode each x from its posterior mean mu(x): (B, D) -> (B, D) pixel means, noise-free for pictures."""
+    """Decode each x from its posterior mean mu(x) (a categorical posterior: each variable's likeliest category):
+    (B, D) -> (B, D) pixel means, noise-free for pictures."""
+    if model.config.categorical:
+        logits = model.encode_logits(x)  # (B, N, K)
+        return model.mean_image(model.decode(torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1])
+                                              .to(logits.dtype)))
     loc, _ = model.encode(x)
     return model.mean_image(model.decode(loc))
 
@@ -90,6 +106,10 @@ def sample_prior(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
     """Decode `count` fixed draws z ~ p(z) (the posterior's family at loc 0, scale 1; N(0, I) by default):
     the same seed gives the same z, so a grid of samples evolves smoothly as the model trains."""
     generator = torch.Generator().manual_seed(seed)
+    if model.config.categorical:  # uniform categories, one per variable
+        shape = (count, model.config.latent_dim)
+        choices = torch.randint(model.config.categories, shape, generator=generator)
+        return model.mean_image(model.decode(torch.nn.functional.one_hot(choices, model.config.categories).float()))
     zeros = torch.zeros(count, model.config.latent_dim)  # (count, K)
     z = posterior_rsample(model.config.posterior, zeros, torch.ones_like(zeros), generator)
     return model.mean_image(model.decode(z))

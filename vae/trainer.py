@@ -9,6 +9,8 @@ benchmarks call directly. It reads top to bottom like the lecture's pseudocode:
 
 Everything random comes from one private generator seeded by the config, so a seed gives the same run whatever
 else the process is doing. Metrics stay on the training device; the caller decides when to read them back.
+`step(record=True)` also keeps what the step did, number by number (`last_record`, a `StepRecord`): only when
+asked, since recording reads everything back.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from dataclasses import dataclass
 
 import torch
 
+from vae.categorical import temperature_at
 from vae.config import TrainConfig
 from vae.data import Dataset
 from vae.elbo import elbo_terms, training_loss
 from vae.encoder_gradients import encoder_gradient_samples, mean_variance
 from vae.metrics import TRAIN_METRICS, EpochMetrics
 from vae.model import VAE, build_model
+from vae.step_inspection import StepRecord, StepRecorder
 
 BASELINE_DECAY = 0.9  # score-function training: moving average of log p(x|z), the control variate
+CYCLE_RAMP = 0.5  # the part of each annealing cycle over which β ramps up (Fu et al.'s R)
 STEP_METRICS = (*TRAIN_METRICS, "finite")  # the row `step` returns, in order
 
 
@@ -65,31 +70,57 @@ class Trainer:
         self.step_count = 0
         self.baseline: torch.Tensor | float = 0.0
         self._order = torch.arange(0)
+        self.last_record: StepRecord | None = None  # of the latest step(record=True)
 
     @property
     def epoch_done(self) -> bool:
         return self.step_count > 0 and self.step_count % self.steps_per_epoch == 0
 
     def beta(self) -> float:
-        """The KL weight now: ramps linearly from 0 over `kl_warmup_epochs`, then stays at `config.beta`."""
+        """The KL weight now. With `kl_cycles` (cyclical annealing, Fu et al. 2019) the run is that many cycles:
+        in the first half of each, β ramps linearly from 0, then holds at `config.beta`. Otherwise it ramps from 0
+        over `kl_warmup_epochs` once, then stays."""
+        if self.config.kl_cycles > 0:
+            period = self.config.epochs * self.steps_per_epoch / self.config.kl_cycles
+            return self.config.beta * min(1.0, (self.step_count % period) / (CYCLE_RAMP * period))
         warmup_steps = self.config.kl_warmup_epochs * self.steps_per_epoch
         ramp = min(1.0, self.step_count / warmup_steps) if warmup_steps > 0 else 1.0
         return self.config.beta * ramp
 
-    def next_batch(self) -> torch.Tensor:
-        """The next minibatch (B, D) of a fresh random order each epoch."""
+    def temperature(self) -> float | None:
+        """The Gumbel-softmax temperature now (a categorical posterior; None otherwise)."""
+        if not self.config.model.categorical:
+            return None
+        return temperature_at(self.config, self.step_count, self.config.epochs * self.steps_per_epoch)
+
+    def next_indices(self) -> torch.Tensor:
+        """The training rows (B,) of the next minibatch, from a fresh random order each epoch."""
         position = self.step_count % self.steps_per_epoch
         if position == 0:
             self._order = torch.randperm(len(self.x_train), generator=self.generator, device=self.device)
         size = self.config.batch_size
-        return self.x_train[self._order[position * size : (position + 1) * size]]
+        return self._order[position * size : (position + 1) * size]
 
-    def step(self, batch: torch.Tensor | None = None) -> torch.Tensor:
+    def next_batch(self) -> torch.Tensor:
+        """The next minibatch (B, D)."""
+        return self.x_train[self.next_indices()]
+
+    def step(self, batch: torch.Tensor | None = None, record: bool = False) -> torch.Tensor:
         """One SGD step on `batch` (default: the next minibatch). Returns the metrics row (5,) of STEP_METRICS,
-        still on the device: reading it back would synchronise a GPU on every step."""
-        batch = self.next_batch() if batch is None else batch
-        terms = elbo_terms(self.model, batch, self.generator, self.config.encoder_gradient, self.baseline)
-        loss = training_loss(terms, self.beta())
+        still on the device: reading it back would synchronise a GPU on every step. With `record`, also sets
+        `last_record` to what the step did (a copy of the weights, a replay of the draws, a read back)."""
+        indices = None
+        if batch is None:
+            indices = self.next_indices()
+            batch = self.x_train[indices]
+        # Before the step's draws and update: the recorder keeps the generator's state and the old weights.
+        # A categorical z has no loc, scale and noise to record (vae.step_inspection follows a continuous one).
+        recording = record and not self.config.model.categorical
+        recorder = StepRecorder(self.model, batch, indices, self.generator) if recording else None
+        beta = self.beta()
+        terms = elbo_terms(self.model, batch, self.generator, self.config.encoder_gradient, self.baseline,
+                           self.temperature())
+        loss = training_loss(terms, beta, self.config.free_bits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters()])
@@ -100,8 +131,11 @@ class Trainer:
             decay = BASELINE_DECAY if self.step_count > 1 else 0.0
             self.baseline = decay * self.baseline + (1 - decay) * mean
         finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-        row = [terms.elbo.mean(), terms.reconstruction.mean(), terms.kl.mean(), grad_norm, finite]
-        return torch.stack(row).detach()  # (5,)
+        row = torch.stack([terms.elbo.mean(), terms.reconstruction.mean(), terms.kl.mean(), grad_norm, finite])
+        if recorder is not None:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.last_record = recorder.finish(self.step_count, terms, row, beta, loss, lr)
+        return row.detach()  # (5,)
 
     @torch.no_grad()
     def evaluate(self, epoch: int = 0) -> EpochMetrics:

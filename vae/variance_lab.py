@@ -1,5 +1,6 @@
 """What the Estimators page shows on the toy problem z ~ N(loc, scale²): many gradient estimates from each
-estimator, their variance against the number of samples K (empirical beside exact), and the cost of each."""
+estimator, their variance against the number of samples K (empirical beside exact), and the cost of each, in
+evaluations of f and in time. An exact value that cannot be computed reliably is nan (`vae.toy_variances`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vae.estimators import ESTIMATORS, Estimator
-from vae.toy_costs import cost_function, exact_gradient, exact_variance
+from vae.estimators import ESTIMATORS, EVALUATIONS_PER_SAMPLE, Estimator
+from vae.toy_costs import COSTS, cost_function, exact_gradient
+from vae.toy_variances import exact_variance
 
 PARAMETERS = {"loc": "μ", "scale": "σ"}
 
@@ -34,8 +36,8 @@ class ToySetting:
 
 def gradient_estimates(setting: ToySetting, num_samples: int, repetitions: int, seed: int = 0
                        ) -> dict[str, dict[str, np.ndarray]]:
-    """{estimator: {"loc": (R,), "scale": (R,)}}: R estimates, each averaging K = num_samples draws. Both
-    estimators get equally seeded generators (the same draws), so only the estimator differs."""
+    """{estimator: {"loc": (R,), "scale": (R,)}}: R estimates, each averaging K = num_samples draws. Every
+    estimator gets an equally seeded generator (the same draws), so only the estimator differs."""
     cost = cost_function(setting.cost, setting.k)
     results = {}
     for name, estimator in ESTIMATORS.items():
@@ -68,8 +70,8 @@ def variance_curve(setting: ToySetting, parameter: str, sample_counts: tuple[int
 
 
 def exact_single_sample_variance(setting: ToySetting, estimator: str) -> dict[str, float]:
-    return exact_variance(setting.cost, estimator, setting.loc, setting.scale, setting.k,
-                          baseline=setting.baseline if estimator == "score_function" else "none")
+    """{"loc", "scale"}: the exact variance of one draw's estimate (nan where not reliable)."""
+    return exact_variance(setting.cost, estimator, setting.loc, setting.scale, setting.k, setting.baseline)
 
 
 # Timing. A single timed call is at the mercy of the machine: on two cores with a training run in the background,
@@ -99,11 +101,16 @@ class Spread:
 
     @property
     def low(self) -> float:
-        return float(np.percentile(self.values, 25))
+        return self._percentile(25)
 
     @property
     def high(self) -> float:
-        return float(np.percentile(self.values, 75))
+        return self._percentile(75)
+
+    def _percentile(self, q: float) -> float:
+        # Interpolating between two infinite values would give nan: take the nearest value then.
+        method = "linear" if np.all(np.isfinite(self.values)) else "nearest"
+        return float(np.percentile(self.values, q, method=method))
 
     @property
     def count(self) -> int:
@@ -140,12 +147,15 @@ class EstimatorTiming:
     def median_seconds(self) -> dict[str, float]:
         return {name: float(np.median(values)) for name, values in self.seconds.items()}
 
-    def work_ratio(self, variance: Mapping[str, float]) -> Spread:
-        """Score function over pathwise of variance x seconds, round by round: above 1 the pathwise estimator
-        gives the lower variance for the same compute time (one twice as slow must be less than half as noisy)."""
-        work = {name: variance[name] * self.seconds[name] for name in ("pathwise", "score_function")}
+    def work_ratio(self, variance: Mapping[str, float], estimator: str = "score_function",
+                   reference: str = "pathwise") -> Spread:
+        """`estimator` over `reference` of variance x seconds, round by round: above 1 the reference gives the
+        lower variance for the same compute time (one twice as slow must be less than half as noisy)."""
+        if variance[reference] == 0:  # two zero variances are alike; any other is infinitely worse
+            return Spread.of(np.full(len(self.seconds[reference]), 1.0 if variance[estimator] == 0 else np.inf))
+        work = {name: variance[name] * self.seconds[name] for name in (estimator, reference)}
         with np.errstate(divide="ignore", invalid="ignore"):
-            return Spread.of(work["score_function"] / work["pathwise"])
+            return Spread.of(work[estimator] / work[reference])
 
 
 def time_estimators(setting: ToySetting, num_samples: int, rounds: int = TIMING_ROUNDS, warmup: int = TIMING_WARMUP,
@@ -177,17 +187,20 @@ def _one_thread() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class ToyLab:
-    """Everything the toy section of the Estimators page shows for one setting and one parameter."""
+    """Everything the toy section of the Estimators page shows for one setting and one parameter. Exact values
+    that cannot be computed reliably are nan."""
 
     exact_gradient: float
     estimates: dict[str, np.ndarray]  # estimator -> (R,) K-sample estimates
     curve: VarianceCurve
     variance: dict[str, float]  # estimator -> exact variance of a K-sample estimate
     timing: EstimatorTiming  # seconds per K-sample estimate, per estimator and timed round
+    evaluations: dict[str, int]  # estimator -> evaluations of f (or f') per K-sample estimate
 
 
 def toy_lab_results(setting: ToySetting, num_samples: int, parameter: str, repetitions: int = 3000) -> ToyLab | None:
-    """The toy lab's numbers, or None where they overflow (exp(k z) with large k * sigma): no number to show."""
+    """The toy lab's numbers, or None where the estimates themselves overflow (exp(k z) with large k * sigma):
+    nothing to show. Exact values that cannot be computed reliably are nan, and the rest still shows."""
     try:
         estimates = gradient_estimates(setting, num_samples, repetitions)
         lab = ToyLab(
@@ -197,9 +210,58 @@ def toy_lab_results(setting: ToySetting, num_samples: int, parameter: str, repet
             variance={name: exact_single_sample_variance(setting, name)[parameter] / num_samples
                       for name in ESTIMATORS},
             timing=time_estimators(setting, num_samples),
+            evaluations={name: count * num_samples for name, count in EVALUATIONS_PER_SAMPLE.items()},
         )
     except (OverflowError, FloatingPointError):
         return None
-    numbers = [lab.exact_gradient, *lab.variance.values(), *np.concatenate([*lab.curve.exact.values(),
-                                                                            *lab.estimates.values()])]
-    return lab if np.all(np.isfinite(numbers)) else None
+    measured = np.concatenate([*lab.curve.empirical.values(), *lab.estimates.values()])
+    return lab if np.all(np.isfinite(measured)) else None
+
+
+@dataclass(frozen=True)
+class WorkComparison:
+    """Variance times work of each unbiased estimator, relative to the least of them (1 = the best for the same
+    budget; nan where an exact variance cannot be computed reliably)."""
+
+    by_evaluations: dict[str, float]  # estimator -> variance x evaluations of f, over the best's
+    by_time: dict[str, Spread]  # estimator -> variance x seconds over the best's, round by round
+
+    def best(self, measure: str) -> str | None:
+        """The estimator with the least variance for the same evaluations ("evaluations") or time ("time")."""
+        values = self.by_evaluations if measure == "evaluations" else {n: s.median for n, s in self.by_time.items()}
+        finite = {name: value for name, value in values.items() if np.isfinite(value)}
+        return min(finite, key=finite.get) if finite else None
+
+    def too_close_to_call(self) -> bool:
+        """Whether another estimator's middle half of time ratios reaches down to the best's 1."""
+        best = self.best("time")
+        return any(spread.side_of(1.0) <= 0 for name, spread in self.by_time.items()
+                   if name != best and np.isfinite(spread.median))
+
+
+def unbiased_estimators(cost: str) -> list[str]:
+    """The estimators whose mean is the gradient for this cost (the pathwise one misses a jump of f)."""
+    return [name for name in ESTIMATORS if name != "pathwise" or COSTS[cost].pathwise_unbiased]
+
+
+def work_comparison(lab: ToyLab, estimators: list[str]) -> WorkComparison:
+    """`WorkComparison` of `estimators`: by evaluations against the least variance x evaluations, by time against
+    the least variance x median seconds."""
+    by_evaluations = _relative_to_least({name: lab.variance[name] * lab.evaluations[name] for name in estimators})
+    by_median_time = {name: lab.variance[name] * float(np.median(lab.timing.seconds[name])) for name in estimators}
+    finite = {name: value for name, value in by_median_time.items() if np.isfinite(value)}
+    fastest = min(finite, key=finite.get) if finite else estimators[0]
+    return WorkComparison(by_evaluations, {name: lab.timing.work_ratio(lab.variance, name, fastest)
+                                           for name in estimators})
+
+
+def _relative_to_least(values: dict[str, float]) -> dict[str, float]:
+    finite = [value for value in values.values() if np.isfinite(value)]
+    least = min(finite) if finite else float("nan")
+    return {name: _ratio(value, least) for name, value in values.items()}
+
+
+def _ratio(value: float, reference: float) -> float:
+    if reference == 0:
+        return 1.0 if value == 0 else float("inf")
+    return value / reference
