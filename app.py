@@ -100,14 +100,18 @@ def preload_lazy_elements() -> None:
 
 PAGES = {  # file -> page
     "pages/lecture.py": st.Page("pages/lecture.py", title="Lecture", icon=":material/menu_book:"),
-    "pages/train.py": (TRAIN_PAGE := st.Page("pages/train.py", title="Train", icon=":material/model_training:",
-                                             default=True)),
+    "pages/train.py": (TRAIN_PAGE := st.Page("pages/train.py", title="Train", icon=":material/model_training:")),
     "pages/reparameterization.py": st.Page("pages/reparameterization.py", title="Reparameterization",
                                            icon=":material/shuffle:"),
     "pages/estimators.py": st.Page("pages/estimators.py", title="Estimators", icon=":material/query_stats:"),
     "pages/latent.py": st.Page("pages/latent.py", title="Latent space", icon=":material/explore:"),
 }
-navigation = st.navigation(list(PAGES.values()), position="top")  # the sidebar would take a third of a projector
+# The root address opens the Train page at its own address, /train, which a teacher writes in a class link (a
+# default page answers only to the root: /train was "Page not found" over the page). The link's settings are kept.
+ROOT = st.Page(lambda: None, title="Train", url_path="start", default=True, visibility="hidden")
+navigation = st.navigation([*PAGES.values(), ROOT], position="top")  # a sidebar would take a third of a projector
+if navigation is ROOT:
+    st.switch_page(TRAIN_PAGE, query_params=st.query_params.to_dict())
 with st.container(height=1, border=False, key="app_chrome"):
     presentation_switch()
     with st.container(key="top_tools", horizontal=True):

@@ -168,3 +168,20 @@ def test_every_page_fits_a_projector(app_url, name, mode):
         problems += [f"{box} is too wide for its room" for box in page.evaluate(TOO_WIDE)]
         screenshot(page, f"page-{name}-{mode}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("address", ["/train?epochs=7", "/?epochs=7"])
+def test_the_train_address_opens_the_train_page_with_its_link(app_url, address):
+    """/train, the address a teacher writes, showed "Page not found" over the page in every session after the
+    server's first (the Train page was the default one, which answers only to the root address). Both addresses
+    open the Train page at /train, the link's settings read."""
+    with browser_page(WIDTH, HEIGHT) as page:  # the server has served a session before the one under test
+        page.goto(app_url)
+        wait_for_idle(page)
+    with browser_page(WIDTH, HEIGHT) as page:
+        page.goto(app_url + address)
+        page.get_by_role("heading", name="Train a VAE").wait_for()
+        wait_for_idle(page)
+        assert page.get_by_text("Page not found").count() == 0
+        # The link's setting was read: the page writes back into the address what differs from the defaults.
+        assert page.url.endswith("/train?epochs=7")

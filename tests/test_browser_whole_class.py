@@ -7,6 +7,7 @@ tabs and two trainings on two cores are load enough (beside the rest of the suit
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections import Counter
@@ -44,12 +45,33 @@ def state_of(page: Page) -> str | None:
     return match.group(1) if match else None
 
 
+CONNECTION_NEWS: list[str] = []  # what the tabs' consoles said about their connections, to explain a failure
+CONNECTION_WORDS = re.compile(r"connect|heartbeat|websocket", re.IGNORECASE)
+TAB_NUMBERS = itertools.count()
+
+
 def open_session(browser: Browser, url: str) -> Page:
     page = patient(browser.new_context(viewport={"width": 1280, "height": 720}).new_page())
+    tab = next(TAB_NUMBERS)
+    page.on("console", lambda message: CONNECTION_WORDS.search(message.text)
+            and CONNECTION_NEWS.append(f"{time.strftime('%X')} tab {tab}: {message.text[:200]}"))
     page.goto(f"{url}/train?epochs={EPOCHS}")  # a class link: no run finishes while the test watches
     page.get_by_role("button", name="Start").wait_for(timeout=300_000)  # a loaded 2-core machine is slow
     wait_for_idle(page, timeout=300_000)
     return page
+
+
+def press_start(page: Page, server) -> None:
+    """Press Start; if the tab cannot be pressed, say what covers it (a dialog) and what the server logged."""
+    try:
+        page.get_by_role("button", name="Start").click()
+    except Exception as error:
+        shot = screenshot(page, "whole-class-start-not-pressed")
+        dialogs = page.locator("[role='dialog']")
+        covering = [dialogs.nth(i).inner_text() for i in range(dialogs.count())]
+        raise AssertionError(f"Start could not be pressed ({shot}); dialogs: {covering}; consoles: "
+                             f"{CONNECTION_NEWS[-30:]}; server log: "
+                             f"{server.log.read_text()[-3000:]}") from error
 
 
 def states(pages: list[Page]) -> Counter:
@@ -63,7 +85,7 @@ def test_eight_sessions_queue_never_exceed_the_cap_and_leave_nothing_behind():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         # One run first, so torch, the optimiser and the dataset are loaded before memory is measured.
         first = open_session(browser, server)
-        first.get_by_role("button", name="Start").click()
+        press_start(first, server)
         wait_until(lambda: state_of(first) == "Running", 300, "the warm-up run trains")
         first.context.close()
         wait_until(lambda: server.threads_named("vae-training") == 0, 120, "the warm-up run's thread ends")
@@ -71,7 +93,7 @@ def test_eight_sessions_queue_never_exceed_the_cap_and_leave_nothing_behind():
 
         pages = [open_session(browser, server) for _ in range(SESSIONS)]
         for page in pages:  # every tab presses Start within a few seconds
-            page.get_by_role("button", name="Start").click()
+            press_start(page, server)
         running_seen = []
 
         def all_placed() -> bool:
