@@ -17,7 +17,7 @@ import streamlit as st
 
 from pages._links import update_link
 from vae import links, warmup
-from vae.config import PRETRAINED, TrainConfig, preset_config
+from vae.config import PRETRAINED, TrainConfig, preset_config, race_configs
 from vae.data import MAX_UPLOAD_MB, DataError, Dataset, load_named_dataset
 from vae.figures import for_projector, image_grid, png_data_uri
 
@@ -231,14 +231,12 @@ def step_live_run(job: TrainingJob | None, wait_s: float) -> tuple[TrainingJob |
     return job, job.wait_for_step_record(before, wait_s)
 
 
-def start_race(epochs: int) -> None:
-    """The Estimators page's race: the digits VAE twice from the same weights, pathwise against the score
-    function (replacing an earlier race of this session)."""
-    config = preset_config("digits").replace(epochs=epochs)
-    configs = {name: config.replace(encoder_gradient=name) for name in ("pathwise", "score_function")}
+def start_race(epochs: int, posterior: str = "gaussian") -> None:
+    """The Estimators page's race (`vae.config.RACES`): the digits VAE with a `posterior` z once per encoder
+    gradient, from the same weights, replacing an earlier race of this session."""
     previous = st.session_state.get(RACE_KEY) or {}
-    st.session_state[RACE_KEY] = start_jobs(configs, cached_dataset("digits"), replacing=previous.values(),
-                                            variance_probe_every=25)
+    st.session_state[RACE_KEY] = start_jobs(race_configs(epochs, posterior), cached_dataset("digits"),
+                                            replacing=previous.values(), variance_probe_every=25)
 
 
 def _session_owner() -> str | None:

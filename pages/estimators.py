@@ -23,6 +23,7 @@ from pages._session import (
     start_race,
 )
 from vae import links
+from vae.config import TrainConfig, race_configs
 from vae.control_variates import VARIANCE_REDUCTIONS
 from vae.discrete import (
     MAX_TEMPERATURE,
@@ -68,6 +69,7 @@ BASELINE_LABELS = {"none": "none", "moving_average": "moving average", "optimal"
                    "delta_quadratic": "delta method, quadratic"}
 UNRELIABLE = "cannot be computed reliably here"
 SAMPLE_COUNTS = [1, 2, 4, 8, 16, 32, 64, 128]
+RACE_POSTERIORS = {"gaussian": "Gaussian z", "categorical": "categorical z"}  # which VAE the race trains
 TEMPERATURE_SCHEDULES = ["fixed", "annealed"]  # the discrete race's temperature: fixed τ, or τ down to 0.1
 LINK = [  # this page's settings in a class link (pages/_links.py)
     links.choice("cost", "estimators:cost", next(iter(COSTS)), COSTS),
@@ -82,6 +84,7 @@ LINK = [  # this page's settings in a class link (pages/_links.py)
     links.number("repetitions", "estimators:repetitions", 200, 50, 500, integer=True),
     links.choice("vae_baseline", "estimators:vae_baseline", "moving_average", VARIANCE_REDUCTIONS),
     links.number("race_epochs", "estimators:race_epochs", 150, 5, 1000, integer=True),
+    links.choice("race_z", "estimators:race_z", "gaussian", RACE_POSTERIORS),
     links.number("categories", "estimators:categories", 3, 2, 10, integer=True),
     links.number("temperature", "estimators:temperature", 1.0, MIN_TEMPERATURE, MAX_TEMPERATURE),
     links.choice("anneal", "estimators:anneal", "fixed", TEMPERATURE_SCHEDULES),
@@ -300,13 +303,15 @@ def _encoder_noise_table(_model, _images: np.ndarray, version: str, repetitions:
 
 def race_section() -> None:
     st.subheader("3 · The race: same VAE, same seed, different encoder gradients")
-    st.markdown("Two copies of the digits VAE train side by side from the same initial weights. Their decoders "
-                "learn the same way; only the encoder's gradient estimator differs (the score function uses a "
-                "moving-average baseline).")
-    columns = st.columns([1, 1, 3])
-    epochs = columns[2].slider("Epochs", 5, 1000, 150, 5, key="estimators:race_epochs")
+    posterior = st.session_state.get("estimators:race_z") or "gaussian"  # the choice below, as this run draws it
+    st.markdown(race_intro(race_configs(1, posterior)), unsafe_allow_html=True)
+    columns = st.columns([1, 1, 1.6, 2.4], vertical_alignment="bottom")
+    columns[2].segmented_control("z", list(RACE_POSTERIORS), format_func=RACE_POSTERIORS.get, default="gaussian",
+                                 key="estimators:race_z", help="A categorical z races three estimators: the "
+                                 "Gumbel-softmax relaxation, straight-through and the score function.")
+    epochs = columns[3].slider("Epochs", 5, 1000, 150, 5, key="estimators:race_epochs")
     if columns[0].button("Start the race", type="primary", icon=":material/flag:"):
-        start_race(epochs)
+        start_race(epochs, posterior)
     racers = st.session_state.get(RACE_KEY)
     if columns[1].button("Stop", icon=":material/stop:", disabled=not racers):
         for job in racers.values():
@@ -315,11 +320,27 @@ def race_section() -> None:
         race_view()
 
 
+def race_intro(configs: dict[str, TrainConfig]) -> str:
+    """What races: how many copies of which VAE, and their estimators in the charts' colours."""
+    names = [coloured(racer, ESTIMATOR_LABELS[racer]) for racer in configs]
+    config = next(iter(configs.values()))
+    model = config.model
+    if model.categorical:
+        return (f"Three copies of the digits VAE with a categorical z ({model.latent_dim} variables of "
+                f"{model.categories} categories) train side by side from the same initial weights; only the "
+                f"encoder's gradient differs: {', '.join(names[:-1])} and {names[-1]} (with a moving-average "
+                f"baseline). The temperature falls from {config.temperature:g} to {config.final_temperature:g} over "
+                "the run; held-out numbers decode the one-hot z.")
+    return ("Two copies of the digits VAE train side by side from the same initial weights. Their decoders learn "
+            f"the same way; only the encoder's gradient estimator differs: {names[0]} against {names[1]} (with a "
+            "moving-average baseline).")
+
+
 @fragment(run_every=0.5)
 def race_view() -> None:
     racers = st.session_state[RACE_KEY]
     snapshots = {name: job.snapshot() for name, job in racers.items()}
-    st.markdown(" · ".join(f"{coloured(name, name.replace('_', ' '))}: {snap.status_line}"
+    st.markdown(" · ".join(f"{coloured(name, ESTIMATOR_LABELS[name])}: {snap.status_line}"
                            for name, snap in snapshots.items()), unsafe_allow_html=True)
     left, right = st.columns(2)
     with left:

@@ -40,7 +40,14 @@ from vae.config import (
 )
 from vae.data import DATASET_NAMES, MAX_UPLOAD_MB, DataError, Dataset, is_cached, load_npz
 from vae.export import metrics_csv, script_refusal, standalone_script
-from vae.figures import coloured, for_projector, held_out_figure, training_curves_figure, with_note
+from vae.figures import (
+    coloured,
+    for_projector,
+    held_out_figure,
+    picture_captions,
+    training_curves_figure,
+    with_note,
+)
 from vae.metrics import EpochMetrics, JobSnapshot, JobStatus
 from vae.preview import bundled_preview
 
@@ -273,7 +280,8 @@ def live_view() -> None:
     snap = job.snapshot()
     st.progress(snap.progress)
     notices(job, snap)
-    progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "")
+    progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "",
+                 categorical=snap.config.model.categorical)
 
 
 def bundled_view() -> None:
@@ -298,7 +306,7 @@ def notices(job: TrainingJob, snap: JobSnapshot) -> None:
 
 
 def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...], reference,
-                 pictures: tuple[np.ndarray, np.ndarray] | None, whose: str) -> None:
+                 pictures: tuple[np.ndarray, np.ndarray] | None, whose: str, categorical: bool = False) -> None:
     """Both curves and the pictures side by side, so all of it is on one 1280x720 screen. Drag to zoom,
     double-click to reset; refreshes keep the zoom. `whose` says whose run it is."""
     # Presentation mode's larger text needs the width: the pictures go under the curves.
@@ -316,7 +324,7 @@ def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...
               "train:epoch_chart")
     if pictures is not None:
         with images or st.container():
-            show_pictures(*pictures)
+            show_pictures(*pictures, categorical)
 
 
 def chart_height() -> int:
@@ -329,13 +337,13 @@ def chart(figure, chart_key: str) -> None:
     live_plotly_chart(figure, key=chart_key, height=figure.layout.height)
 
 
-def show_pictures(reconstructions: np.ndarray, samples: np.ndarray) -> None:
+def show_pictures(reconstructions: np.ndarray, samples: np.ndarray, categorical: bool) -> None:
     left, right = st.columns(2) if presenting() else (st.container(), st.container())
+    reconstructions_caption, samples_caption = picture_captions(categorical)
     with left:
-        show_images(reconstructions, 10, "Held-out originals (top), decoded from their μ(x) (bottom).",
-                    tile=PICTURE_TILE)
+        show_images(reconstructions, 10, reconstructions_caption, tile=PICTURE_TILE)
     with right:
-        show_images(samples, 10, "The decoder applied to 20 fixed draws z ~ p(z).", tile=PICTURE_TILE)
+        show_images(samples, 10, samples_caption, tile=PICTURE_TILE)
 
 
 def download(job: TrainingJob | None) -> None:

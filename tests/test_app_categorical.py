@@ -94,3 +94,10 @@ def test_start_trains_the_categorical_run_the_widgets_describe():
     finally:
         job.stop()
         job.join(timeout=10)
+
+
+def test_the_train_page_says_how_a_categorical_run_draws_its_pictures(categorical_job):
+    """A categorical z has no μ(x): the captions said the reconstructions were decoded from it."""
+    shown = " ".join(texts(page_with(categorical_job, "pages/train.py")))
+    assert "decoded from each variable's likeliest category" in shown
+    assert "a uniform category per variable" in shown and "μ(x)" not in shown

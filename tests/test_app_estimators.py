@@ -114,6 +114,27 @@ def test_vae_table_and_race(page):
     assert not page.exception
 
 
+def test_the_categorical_race_trains_its_three_estimators_and_probes_each(page):
+    """A categorical z races the Gumbel-softmax, straight-through and score-function gradients (issue: "raceable
+    like today's race"); each run's own estimator is probed along the way, at that step's temperature."""
+    z = next(w for w in page.get("segmented_control") if w.key == "estimators:race_z")
+    z.set_value("categorical").run()
+    assert any("categorical z (8 variables of 10 categories)" in m.value for m in page.markdown)
+    page.slider(key="estimators:race_epochs").set_value(5).run()
+    next(b for b in page.button if b.label == "Start the race").click().run()
+    racers = page.session_state["estimators:race"]
+    assert list(racers) == ["gumbel_softmax", "straight_through", "score_function"]
+    for job in racers.values():
+        snap = job.wait_until(lambda s: s.status == JobStatus.FINISHED, timeout=180)
+        assert job.config.model.categorical and len(snap.gradient_variance["step"]) > 0
+        assert np.isfinite(snap.gradient_variance["variance"]).all()
+    variance = {name: float(np.median(job.snapshot().gradient_variance["variance"])) for name, job in racers.items()}
+    assert variance["gumbel_softmax"] < variance["score_function"]  # the race shows the noisy one
+    page.run()
+    assert not page.exception
+    assert any("Gumbel-softmax" in m.value and "straight-through" in m.value for m in page.markdown)
+
+
 @pytest.mark.parametrize("family", [f for f in POSTERIOR_FAMILIES if f != "gaussian"])
 def test_the_vae_comparison_runs_for_a_live_run_of_any_posterior_family(small_digits, family):
     """The live run on the Train page has, say, a Laplace q(z|x): the comparison is shown for that model."""

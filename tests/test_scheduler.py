@@ -61,7 +61,7 @@ def test_the_capacity_comes_from_the_environment_or_the_machine(monkeypatch):
     with pytest.raises(CapacityError, match="whole number"):
         default_capacity()
     monkeypatch.delenv(CAPACITY_ENV)
-    assert default_capacity() >= 2
+    assert default_capacity() >= 3  # the categorical race's three runs start together
 
 
 def test_an_owner_gone_past_the_grace_loses_its_runs_and_one_back_in_time_keeps_them():

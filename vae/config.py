@@ -437,6 +437,23 @@ def preset_config(name: str) -> TrainConfig:
     return PRESETS[_choice(Preset, "preset", name)]
 
 
+# The Estimators page's race: the digits VAE once per encoder gradient, all from the same initial weights. A
+# racer is named by its estimator (for a categorical z, the pathwise gradient is the Gumbel-softmax relaxation's).
+RACES: dict[PosteriorFamily, dict[str, EncoderGradient]] = {
+    PosteriorFamily.GAUSSIAN: {"pathwise": EncoderGradient.PATHWISE, "score_function": EncoderGradient.SCORE_FUNCTION},
+    PosteriorFamily.CATEGORICAL: {"gumbel_softmax": EncoderGradient.PATHWISE,
+                                  "straight_through": EncoderGradient.STRAIGHT_THROUGH,
+                                  "score_function": EncoderGradient.SCORE_FUNCTION},
+}
+
+
+def race_configs(epochs: int, posterior: str = PosteriorFamily.GAUSSIAN) -> dict[str, TrainConfig]:
+    """The race's runs by racer name: the digits preset with a `posterior` z, alike but for the encoder gradient."""
+    config = preset_config(Preset.DIGITS).replace(epochs=epochs, posterior=PosteriorFamily(posterior))
+    racers = RACES[config.model.posterior]
+    return {racer: config.replace(encoder_gradient=gradient) for racer, gradient in racers.items()}
+
+
 def reference_test_loss(config: TrainConfig) -> tuple[float, ...] | None:
     """The published per-epoch test loss to draw as a reference, when this run reproduces that example."""
     reference = PRESETS[Preset.PYTORCH_EXAMPLES_MNIST]

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch.func import functional_call, vjp, vmap
 
+from vae.categorical import categorical_terms
 from vae.estimators import ESTIMATORS
 from vae.model import VAE
 
-ENCODER_PREFIXES = ("encoder.", "to_loc.", "to_log_var.")
+ENCODER_PREFIXES = ("encoder.", "to_loc.", "to_log_var.", "to_logits.")
 
 
 def encoder_parameters(model: VAE) -> dict[str, torch.Tensor]:
@@ -60,6 +61,31 @@ def _encoder_gradient_samples(model: VAE, x: torch.Tensor, estimator: str, repet
                                       family=model.config.posterior)  # (R, B, K) each
     (gradients,) = vmap(pullback)((estimates["loc"], estimates["scale"]))
     return gradients
+
+
+def categorical_gradient_samples(
+    model: VAE,
+    x: torch.Tensor,
+    estimator: str,
+    repetitions: int,
+    *,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    baseline: torch.Tensor | float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """`encoder_gradient_samples` for a categorical z: R estimates of d/dphi of (1/B) sum_b E_q[log p(x_b|z)], each
+    from one draw per variable and example, made as training makes them (`vae.categorical.categorical_terms`): the
+    Gumbel-softmax ("pathwise") and straight-through estimators at `temperature`, the score function against
+    `baseline`. A draw through argmax has no vmap-able transform: one autograd pass per repetition."""
+    phi = {name: p for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIXES)}
+    estimates: dict[str, list[torch.Tensor]] = {name: [] for name in phi}
+    with torch.enable_grad():
+        for _ in range(repetitions):
+            reconstruction, _, surrogate = categorical_terms(model, x, generator, estimator, baseline, temperature)
+            objective = reconstruction.mean() if surrogate is None else (reconstruction + surrogate).mean()
+            for name, gradient in zip(phi, torch.autograd.grad(objective, list(phi.values())), strict=True):
+                estimates[name].append(gradient)
+    return {name: torch.stack(values) for name, values in estimates.items()}
 
 
 @dataclass(frozen=True)

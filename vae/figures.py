@@ -157,6 +157,16 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
+def picture_captions(categorical: bool) -> tuple[str, str]:
+    """What the Train page's two pictures show: the reconstructions' caption, then the prior samples'. A categorical
+    z has no mean μ(x): it decodes each variable's likeliest category, and p(z) is uniform over the categories."""
+    if categorical:
+        return ("Held-out originals (top), decoded from each variable's likeliest category (bottom).",
+                "The decoder applied to 20 fixed draws z ~ p(z), a uniform category per variable.")
+    return ("Held-out originals (top), decoded from their μ(x) (bottom).",
+            "The decoder applied to 20 fixed draws z ~ p(z).")
+
+
 def image_grid(images: np.ndarray, columns: int, pixel_size: int = 6, gap: int = 2) -> np.ndarray:
     """Tile images (N, H, W) in [0, 1] into one uint8 picture, each pixel a pixel_size square (crisp on a
     projector: the browser would blur a small image it scales up), with white gaps between tiles."""
@@ -256,7 +266,8 @@ def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, 
 
 # Short names for the legends, so each fits one row of a half-width chart; the page text gives the synonyms
 # (reparameterization, REINFORCE).
-ESTIMATOR_LABELS = {"pathwise": "pathwise", "score_function": "score function", "measure_valued": "measure-valued"}
+ESTIMATOR_LABELS = {"pathwise": "pathwise", "score_function": "score function", "measure_valued": "measure-valued",
+                    "gumbel_softmax": "Gumbel-softmax", "straight_through": "straight-through"}
 
 
 def log_axis(*arrays: np.ndarray) -> dict[str, Any]:

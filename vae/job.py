@@ -359,7 +359,7 @@ class _Runner:
     def _maybe_probe_variance(self, trainer: Trainer) -> None:
         """Every `variance_probe_every` steps: the variance of this run's own encoder-gradient estimator."""
         every = self.variance_probe_every
-        if not every or self.config.model.posterior != "gaussian":
+        if not every or self.config.model.posterior not in ("gaussian", "categorical"):
             return
         last = self.publisher.last_variance_step
         if last is not None and trainer.step_count // every <= last // every:

@@ -25,7 +25,8 @@ class CapacityError(RuntimeError):
 
 
 def default_capacity() -> int:
-    """$REPARAM_LAB_MAX_TRAININGS, else four runs per GPU, else one per core (at least two: a race needs two).
+    """$REPARAM_LAB_MAX_TRAININGS, else four runs per GPU, else one per core (at least three: the Estimators
+    page races three runs for a categorical z, and they start together).
     A CPU run uses one core's worth of threads; a small VAE leaves a GPU mostly idle, so several share one."""
     configured = os.environ.get(CAPACITY_ENV, "").strip()
     if configured:
@@ -36,7 +37,7 @@ def default_capacity() -> int:
     import torch  # only a training asks, and it has torch loaded already
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return 4 * gpus if gpus else max(2, os.cpu_count() or 1)
+    return 4 * gpus if gpus else max(3, os.cpu_count() or 1)
 
 
 class Ticket:

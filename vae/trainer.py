@@ -25,7 +25,7 @@ from vae.categorical import temperature_at
 from vae.config import TrainConfig
 from vae.data import Dataset
 from vae.elbo import elbo_terms, training_loss
-from vae.encoder_gradients import encoder_gradient_samples, mean_variance
+from vae.encoder_gradients import categorical_gradient_samples, encoder_gradient_samples, mean_variance
 from vae.metrics import TRAIN_METRICS, EpochMetrics
 from vae.model import VAE, build_model
 from vae.step_inspection import StepRecord, StepRecorder
@@ -152,8 +152,13 @@ class Trainer:
     def encoder_gradient_variance(self, examples: int = 64, repetitions: int = 32) -> float:
         """How noisy this run's own encoder-gradient estimator is now, on a fixed held-out minibatch."""
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 2)
-        samples = encoder_gradient_samples(self.model, self.x_test[:examples], self.config.encoder_gradient,
-                                           repetitions, generator=generator, baseline="moving_average")
+        x, estimator = self.x_test[:examples], self.config.encoder_gradient
+        if self.config.model.categorical:  # at this step's temperature, against the run's own baseline
+            samples = categorical_gradient_samples(self.model, x, estimator, repetitions, generator=generator,
+                                                   temperature=self.temperature(), baseline=self.baseline)
+        else:
+            samples = encoder_gradient_samples(self.model, x, estimator, repetitions, generator=generator,
+                                               baseline="moving_average")
         return mean_variance(samples)
 
     def set_learning_rate(self, lr: float) -> None:
