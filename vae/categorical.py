@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vae.config import TrainConfig
-from vae.discrete import gumbel_max, gumbel_noise, gumbel_softmax, straight_through
+from vae.discrete import gumbel_max, gumbel_noise, gumbel_softmax, one_hot_codes, straight_through
 from vae.estimators import score_function_surrogate
 from vae.model import VAE
 
@@ -63,7 +63,7 @@ def categorical_terms(model: VAE, x: torch.Tensor, generator: torch.Generator | 
 @torch.no_grad()
 def decode_categories(model: VAE, choices: list[int]) -> torch.Tensor:
     """The image (D,) in [0, 1] that the decoder draws for one category per latent variable."""
-    codes = torch.nn.functional.one_hot(torch.as_tensor(choices), model.config.categories).float()  # (N, K)
+    codes = one_hot_codes(torch.as_tensor(choices), model.config.categories)  # (N, K)
     return model.mean_image(model.decode(codes.unsqueeze(0)))[0]
 
 

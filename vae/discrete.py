@@ -52,10 +52,14 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None = Non
     return -torch.log(-torch.log(u))
 
 
+def one_hot_codes(index: torch.Tensor, categories: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Category indices (...) as one-hot codes (..., K): what the decoder of a categorical z reads."""
+    return torch.nn.functional.one_hot(index, categories).to(dtype)
+
+
 def gumbel_max(logits: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
     """The exact categorical draw, one-hot: argmax of the perturbed logits (no gradient flows through it)."""
-    index = (logits + gumbel).argmax(dim=-1)
-    return torch.nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    return one_hot_codes((logits + gumbel).argmax(dim=-1), logits.shape[-1], logits.dtype)
 
 
 def gumbel_softmax(logits: torch.Tensor, gumbel: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 from vae.config import ModelConfig
+from vae.discrete import one_hot_codes
 from vae.families import posterior_rsample
 
 # nn.Linear initialises from the global RNG, which every thread shares: build models one at a time.
@@ -95,8 +96,7 @@ def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
     (B, D) -> (B, D) pixel means, noise-free for pictures."""
     if model.config.categorical:
         logits = model.encode_logits(x)  # (B, N, K)
-        return model.mean_image(model.decode(torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1])
-                                              .to(logits.dtype)))
+        return model.mean_image(model.decode(one_hot_codes(logits.argmax(-1), logits.shape[-1], logits.dtype)))
     loc, _ = model.encode(x)
     return model.mean_image(model.decode(loc))
 
@@ -109,7 +109,7 @@ def sample_prior(model: VAE, count: int, seed: int = 0) -> torch.Tensor:
     if model.config.categorical:  # uniform categories, one per variable
         shape = (count, model.config.latent_dim)
         choices = torch.randint(model.config.categories, shape, generator=generator)
-        return model.mean_image(model.decode(torch.nn.functional.one_hot(choices, model.config.categories).float()))
+        return model.mean_image(model.decode(one_hot_codes(choices, model.config.categories)))
     zeros = torch.zeros(count, model.config.latent_dim)  # (count, K)
     z = posterior_rsample(model.config.posterior, zeros, torch.ones_like(zeros), generator)
     return model.mean_image(model.decode(z))
