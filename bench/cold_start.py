@@ -24,6 +24,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench._figures import emit, median_figure  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 BARE_PAGE = 'import streamlit as st\nimport torch  # noqa: F401\n\nst.button("Start")\n'
@@ -93,13 +94,16 @@ def main() -> None:
             print(f"round {index + 1}: bare page {measured['bare']['interactive']:.2f} s; app interactive "
                   f"{measured['app']['interactive']:.2f} s, first picture {picture:.2f} s", flush=True)
         browser.close()
+    figures = []
     for figure, target in (("interactive", 1.2), ("picture", 1.5)):
         if figure not in rounds[0]["app"]:
             continue
         ratios = [r["app"][figure] / r["bare"]["interactive"] for r in rounds]
         print(f"app {figure} / bare page: median {statistics.median(ratios):.2f}x "
               f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target <= {target}x)")
+        figures.append(median_figure(f"cold start: app {figure} / bare torch page", ratios, "x", target, False))
     print(f"bare page: median {statistics.median(r['bare']['interactive'] for r in rounds):.2f} s")
+    emit(figures)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._figures import Figure, emit  # noqa: E402
 from tests.browser import browser_page, serve_app, wait_for_idle  # noqa: E402
 
 PICTURE = "img[alt='decoded from z']"
@@ -51,10 +52,15 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--model", default="digits-2d", choices=["digits-2d", "digits"])
     args = parser.parse_args()
-    latencies = np.array(measure(args.presses, args.model))
+    latencies, figures = np.array(measure(args.presses, args.model)), []
     print(f"slider -> decoded picture, {args.model}, {len(latencies)} key presses: "
           f"p50 {np.percentile(latencies, 50):.0f} ms, p90 {np.percentile(latencies, 90):.0f} ms, "
           f"max {latencies.max():.0f} ms")
+    for name, percentile in (("p50", 50), ("p95", 95)):
+        emit_value = float(np.percentile(latencies, percentile))
+        figures.append(Figure(f"slider -> picture {name} ({args.model})", emit_value, "ms", 100.0 if name == "p50"
+                              else 250.0, False, f"{latencies.min():.0f}-{latencies.max():.0f} over {len(latencies)}"))
+    emit(figures)
 
 
 if __name__ == "__main__":

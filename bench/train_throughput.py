@@ -41,6 +41,7 @@ from torch import nn, optim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench._figures import emit, median_figure
 from vae.config import preset_config
 from vae.data import Dataset, default_data_dir, read_idx
 from vae.job import JobSnapshot, JobStatus, TrainingJob, resolve_device
@@ -398,6 +399,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
     else:
         print_report(result)
+    ratios = [lib / peer for lib, peer in zip(result["library_rounds"], result["peer_rounds"], strict=True)]
+    fractions = [lib / result["limit_steps_per_s"] for lib in result["library_rounds"]]
+    emit([median_figure("training: library / pytorch-examples loop (steps/s)", ratios, "x", 2.5, True),
+          median_figure("training: library / matmul limit", fractions, "fraction", 0.60, True)])
 
 
 if __name__ == "__main__":
