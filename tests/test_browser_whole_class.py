@@ -113,7 +113,10 @@ def test_eight_sessions_queue_never_exceed_the_cap_and_leave_nothing_behind():
         wait_until(lambda: states(pages)["Running"] == CAPACITY and states(pages)["Queued"] == SESSIONS
                    - CAPACITY - 2, 300, "two queued runs start when two runs stop",
                    lambda: [counter_text(p) for p in pages])
-        assert max(running_seen + [states(pages)["Running"]]) <= CAPACITY
+        # What the tabs showed while the runs were placed. Not a reading taken right after the stops: a tab that
+        # fell behind (its connection closed and came back) shows its last frame, "Running", for a moment after
+        # its run stopped, beside the two queued runs that took the freed slots.
+        assert max(running_seen) <= CAPACITY, running_seen
         assert server.threads_named("vae-training") <= SESSIONS
 
         for page in pages:
