@@ -240,8 +240,10 @@ def graph_section() -> None:
         note.markdown("z is drawn from q_φ(z|x): the gradient reaches z, but cannot pass the sampling step back "
                       "to μ, σ and φ.")
     # Inline SVG at its own pixel size: a chart element would scale it to the column and shrink the text.
-    # st.markdown, not st.html: st.html's sanitiser removes SVG.
-    st.markdown(f'<div style="overflow-x: auto">{to_svg(computation_graph(reparameterized))}</div>',
+    # st.markdown, not st.html: st.html's sanitiser removes SVG. The last section on the page: the padding keeps
+    # its legend off the screen's bottom edge when the page is scrolled to its end.
+    st.markdown(f'<div style="overflow-x: auto; padding-bottom: 1.5rem">'
+                f'{to_svg(computation_graph(reparameterized))}</div>',
                 unsafe_allow_html=True)
 
 

@@ -54,6 +54,8 @@ from vae.preview import bundled_preview
 if TYPE_CHECKING:
     from vae.job import TrainingJob
 
+TRAINING = (JobStatus.IDLE, JobStatus.QUEUED, JobStatus.RUNNING)  # a run whose weights are still moving
+WAIT_FOR_FILES = "Press Pause (or let the run finish): the file holds the weights at the step it rests on."
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
 PREFIX = "train:"
@@ -346,31 +348,65 @@ def show_pictures(reconstructions: np.ndarray, samples: np.ndarray, categorical:
         show_images(samples, 10, samples_caption, tile=PICTURE_TILE)
 
 
-def download(job: TrainingJob | None) -> None:
+@fragment(run_every=1.0)
+def download_row() -> None:
     """What to take home of the run on screen (the live one, or the bundled one before anything trains): its
-    checkpoint, its metrics as CSV and a standalone PyTorch script that trains it again."""
+    checkpoint, its metrics as CSV and a standalone PyTorch script that trains it again. Refreshed to follow the
+    run: its files are offered once it has paused, stopped or finished (see `run_files`)."""
     if presenting():
         return
+    job = current_job()
+    files = run_files(job) if job else None
     with st.container(horizontal=True):
-        download_checkpoint(job)
-        download_metrics(job)
+        download_checkpoint(job, files)
+        download_metrics(job, files)
         download_script(job.config if job else bundled_preview(BUNDLED_RUN).config)
 
 
-def download_checkpoint(job: TrainingJob | None) -> None:
-    data, name = (job.checkpoint, "vae.safetensors") if job else (pretrained_path(BUNDLED_RUN).read_bytes,
-                                                                     f"{BUNDLED_RUN}-bundled.safetensors")
+def run_files(job: TrainingJob) -> tuple[bytes, str] | None:
+    """The run's checkpoint and metrics CSV, made once per step it rests at; None while it trains.
+
+    Made before the click, not on it: Streamlit stores a file made on click (a deferred download) without a
+    reference, so the page's next two refreshes (several a second) delete it, and a browser that has not fetched
+    it by then, on a slow link, says the download was canceled. Making them as a run trains would cost a tenth of
+    a second per tab every refresh, so a training run offers them after Pause."""
+    snap = job.snapshot()
+    if snap.status in TRAINING:
+        return None
+    moment = (id(job), snap.step, len(snap.held_out))
+    made = st.session_state.get(key("files"))
+    if made is None or made[0] != moment:
+        made = (moment, job.checkpoint() or b"", metrics_csv(snap))
+        st.session_state[key("files")] = made
+    return made[1], made[2]
+
+
+def download_checkpoint(job: TrainingJob | None, files: tuple[bytes, str] | None) -> None:
+    if job is None:
+        data, name, about = bundled_checkpoint(BUNDLED_RUN), f"{BUNDLED_RUN}-bundled.safetensors", None
+    else:
+        data, name = (files[0] if files else b""), "vae.safetensors"
+        about = None if files else WAIT_FOR_FILES
     st.download_button("Download checkpoint (.safetensors)", data=data, file_name=name,
-                       mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+                       mime="application/octet-stream", icon=":material/download:", on_click="ignore",
+                       disabled=job is not None and files is None, help=about)
 
 
-def download_metrics(job: TrainingJob | None) -> None:
-    """Read when clicked, so the file holds every step up to that moment (the bundled run has no such file)."""
-    about = ("Every SGD step and every epoch's held-out ELBO terms in one table: its column kind says which."
-             if job else "The metrics of your own run, once you press Start.")
-    st.download_button("Metrics (.csv)", data=(lambda: metrics_csv(job.snapshot())) if job else "",
+@st.cache_data(max_entries=1, show_spinner=False)
+def bundled_checkpoint(name: str) -> bytes:
+    return pretrained_path(name).read_bytes()
+
+
+def download_metrics(job: TrainingJob | None, files: tuple[bytes, str] | None) -> None:
+    """Every step so far (the bundled run has no such file)."""
+    if job is None:
+        about = "The metrics of your own run, once you press Start."
+    else:
+        about = ("Every SGD step and every epoch's held-out ELBO terms in one table: its column kind says which."
+                 if files else WAIT_FOR_FILES)
+    st.download_button("Metrics (.csv)", data=files[1] if files else "",
                        file_name="vae-metrics.csv", mime="text/csv", icon=":material/table_view:",
-                       on_click="ignore", disabled=job is None, help=about)
+                       on_click="ignore", disabled=files is None, help=about)
 
 
 def download_script(config: TrainConfig) -> None:
@@ -394,5 +430,5 @@ with st.container(key="train_page"):  # app.py's style gives it tighter gaps: on
     controls()
     with st.container(key="train_live"):  # the guided tour points at it (vae.tour)
         live_view()
-    download(current_job())
+    download_row()
     update_link()

@@ -183,10 +183,51 @@ def test_presentation_mode_hides_the_script_and_the_metrics_with_the_checkpoint(
 
 def test_a_run_offers_its_metrics_and_says_why_its_script_cannot_be_written(app):
     app.selectbox(key="train:posterior").set_value("laplace")
-    app.number_input(key="train:epochs").set_value(1)
+    app.number_input(key="train:epochs").set_value(1000)
     button(app, "Start").click().run()
     buttons = download_buttons(app)
     assert set(buttons) == DOWNLOADS
-    assert not buttons["Metrics (.csv)"].disabled
+    for label in ("Download checkpoint (.safetensors)", "Metrics (.csv)"):  # weights still moving: after Pause
+        assert buttons[label].disabled and "Press Pause" in buttons[label].help, label
+    job = app.session_state["training_job"]
+    job.pause()
+    job.wait_until(lambda snap: snap.status == JobStatus.PAUSED, timeout=60)
+    app.run()
+    buttons = download_buttons(app)
+    assert not buttons["Metrics (.csv)"].disabled and not buttons["Download checkpoint (.safetensors)"].disabled
     script = buttons["Standalone script (.py)"]
     assert script.disabled and "Gaussian posterior only" in script.help
+
+
+def served_file_id(data: bytes | str, mimetype: str, filename: str) -> str:
+    """The id Streamlit's media storage gives these bytes (a hash of them): the URL of a button serving them."""
+    from streamlit.runtime.media_file_storage import MediaFileKind
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    return MemoryMediaFileStorage("/media").load_and_get_id(data, mimetype, MediaFileKind.DOWNLOADABLE, filename)
+
+
+def test_a_runs_downloads_are_files_made_before_the_click_and_hold_its_weights(app):
+    """A file made on click (a deferred download) is deleted by the page's next two refreshes, before a slow link
+    fetches it: the browser said "canceled" for a paused run's checkpoint. The run's files are stored with the
+    buttons, and they are the run's: its final weights and metadata, and every step."""
+    import torch
+
+    from vae.checkpoints import load_checkpoint
+    from vae.export import metrics_csv
+
+    app.number_input(key="train:epochs").set_value(1)
+    button(app, "Start").click().run()
+    job = app.session_state["training_job"]
+    job.wait_until(lambda snap: not snap.is_alive, timeout=120)
+    app.run()
+    buttons = download_buttons(app)
+    for label in ("Download checkpoint (.safetensors)", "Metrics (.csv)"):
+        assert buttons[label].url and not buttons[label].deferred_file_id, label
+    _, checkpoint, metrics = app.session_state["train:files"]  # what the page stored (safetensors' bytes vary)
+    assert served_file_id(checkpoint, "application/octet-stream", "vae.safetensors") in \
+        buttons["Download checkpoint (.safetensors)"].url
+    assert served_file_id(metrics.encode(), "text/csv", "vae-metrics.csv") in buttons["Metrics (.csv)"].url
+    weights = load_checkpoint(checkpoint).model.state_dict()
+    assert all(torch.equal(weights[name], tensor) for name, tensor in job.model().state_dict().items())
+    assert metrics == metrics_csv(job.snapshot())  # every step and epoch of the finished run

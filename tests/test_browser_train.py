@@ -122,6 +122,10 @@ def test_uploaded_data_trains_and_hostile_files_are_refused_with_a_sentence(app_
             timeout=120_000)
         upload.set_input_files(str(good))
         page.get_by_text("200 training and 50 held-out images of 8×8").wait_for(timeout=120_000)
+        epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
+        epochs.fill("5000")  # still running when Stop is pressed: 200 images are a few steps an epoch
+        epochs.press("Enter")
+        wait_for_idle(page)
         page.keyboard.press("Escape")
         page.get_by_role("combobox", name="Which data?").click()
         page.get_by_role("option", name="My own .npz file").click()
