@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import browser_page, screenshot, serve_app, wait_for_idle
 from vae.checkpoints import load_checkpoint
@@ -86,8 +87,11 @@ def test_start_grow_switch_page_and_back(app_url):
         page.get_by_text(STATUS).filter(has_text="Paused").first.wait_for(timeout=120_000)
         screenshot(page, "train-paused")
 
+        download_button = page.get_by_role("button", name="Download checkpoint")
+        expect(download_button).to_be_enabled()  # the paused run's file is made, then offered
+        wait_for_idle(page)  # a click during a refresh of the row can be lost
         with page.expect_download(timeout=120_000) as download:
-            page.get_by_role("button", name="Download checkpoint").click()
+            download_button.click()
         checkpoint = load_checkpoint(Path(download.value.path()))
         assert checkpoint.config.dataset == "digits" and checkpoint.metrics["step"] > 0
 
