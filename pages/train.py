@@ -54,7 +54,6 @@ from vae.preview import bundled_preview
 if TYPE_CHECKING:
     from vae.job import TrainingJob
 
-TRAINING = (JobStatus.IDLE, JobStatus.QUEUED, JobStatus.RUNNING)  # a run whose weights are still moving
 WAIT_FOR_FILES = "Press Pause (or let the run finish): the file holds the weights at the step it rests on."
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
@@ -371,7 +370,7 @@ def run_files(job: TrainingJob) -> tuple[bytes, str] | None:
     it by then, on a slow link, says the download was canceled. Making them as a run trains would cost a tenth of
     a second per tab every refresh, so a training run offers them after Pause."""
     snap = job.snapshot()
-    if snap.status in TRAINING:
+    if snap.is_training:
         return None
     moment = (id(job), snap.step, len(snap.held_out))
     made = st.session_state.get(key("files"))

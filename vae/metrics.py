@@ -98,6 +98,11 @@ class JobSnapshot:
         return self.status in (JobStatus.IDLE, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)
 
     @property
+    def is_training(self) -> bool:
+        """Its weights may still move (waiting to start, queued or running): not paused, not ended."""
+        return self.is_alive and self.status != JobStatus.PAUSED
+
+    @property
     def progress(self) -> float:
         return min(1.0, self.step / max(1, self.epochs * self.steps_per_epoch))
 
