@@ -112,6 +112,14 @@ def fragment(body: Callable[..., Any] | None = None, *, run_every: float | None 
     return st.fragment(guarded(body), run_every=run_every)
 
 
+def draw_refreshing(body: Callable[[], Any], every_s: float, live: bool) -> None:
+    """Draw `body` as a fragment that redraws itself every `every_s` seconds while `live` (there is a run to
+    follow), and once otherwise: a tab with nothing moving costs the server nothing. A class of tabs left on the
+    first screen kept a two-core server too busy to open the next one. A page that starts a run reruns itself,
+    so the refreshing begins in that same run."""
+    fragment(body, run_every=every_s if live else None)()
+
+
 def _then_update_link(body: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._links import open_link, update_link
-from pages._session import current_job, fragment, literal, presenting, show_images, step_live_run
+from pages._session import current_job, draw_refreshing, literal, presenting, show_images, step_live_run
 from vae import links
 from vae.config import ModelConfig
 from vae.families import FAMILIES, Family
@@ -112,7 +112,6 @@ def followed_family(job: TrainingJob | None) -> Family:
     return FAMILIES[job.config.model.posterior if continuous else ModelConfig().posterior]
 
 
-@fragment(run_every=1.0)
 def pseudocode_section() -> None:
     job = current_job()
     family = followed_family(job)
@@ -217,7 +216,7 @@ st.subheader("4 · Training by stochastic gradient ascent")
 # newer record (a Step on the Train page) and must not for this one.
 st.session_state[DRAWN_KEY] = current_job().last_step_record() if current_job() is not None else None
 with st.container(key="lecture_loop"):
-    pseudocode_section()
+    draw_refreshing(pseudocode_section, 1.0, live=current_job() is not None)
     step_section()
 link_to("pages/latent.py", label="Then walk the trained model's latent space", icon=":material/explore:")
 update_link()

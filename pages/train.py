@@ -17,7 +17,7 @@ from pages._live_plot import live_plotly_chart
 from pages._session import (
     cached_dataset,
     current_job,
-    fragment,
+    draw_refreshing,
     literal,
     presenting,
     read_upload,
@@ -58,6 +58,7 @@ WAIT_FOR_FILES = "Press Pause (or let the run finish): the file holds the weight
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
 PREFIX = "train:"
+REFRESH_S = 0.5  # how often a run's controls and curves follow it
 SETTINGS = {name: spec for name, spec in user_settings().items() if spec.how.widget}  # vae.config declares them
 BUNDLED_RUN = "digits"  # the run the page opens on
 CHART_HEIGHT = 250  # two charts, the controls and the pictures on one 1280x720 screen
@@ -236,10 +237,9 @@ def controls() -> None:
     if start_column.button("Start", type="primary", icon=":material/play_arrow:", width="stretch"):
         start()  # everything drawn below follows the new run in this same run: no second rerun needed
     with run_column:
-        run_controls()
+        draw_refreshing(run_controls, REFRESH_S, live=current_job() is not None)
 
 
-@fragment(run_every=0.5)
 def run_controls() -> None:
     job = current_job()
     snap = job.snapshot() if job else None
@@ -271,18 +271,21 @@ def counter(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
                 unsafe_allow_html=True)
 
 
-@fragment(run_every=0.5)
 def live_view() -> None:
-    """Redrawn twice a second without rerunning the page; widgets stay outside."""
+    """Redrawn twice a second without rerunning the page, once there is a run: its curves, pictures and download
+    row. The settings stay outside; the download row is drawn here, from the same snapshot, so that it follows the
+    run without a fragment of its own (each one more refresh per tab, and a class shares one server)."""
     job = current_job()
     if job is None:
         bundled_view()
+        download_row(None, None)
         return
     snap = job.snapshot()
     st.progress(snap.progress)
     notices(job, snap)
     progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "",
                  categorical=snap.config.model.categorical)
+    download_row(job, snap)
 
 
 def bundled_view() -> None:
@@ -347,29 +350,26 @@ def show_pictures(reconstructions: np.ndarray, samples: np.ndarray, categorical:
         show_images(samples, 10, samples_caption, tile=PICTURE_TILE)
 
 
-@fragment(run_every=1.0)
-def download_row() -> None:
+def download_row(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
     """What to take home of the run on screen (the live one, or the bundled one before anything trains): its
-    checkpoint, its metrics as CSV and a standalone PyTorch script that trains it again. Refreshed to follow the
-    run: its files are offered once it has paused, stopped or finished (see `run_files`)."""
+    checkpoint, its metrics as CSV and a standalone PyTorch script that trains it again. The run's files are
+    offered once it has paused, stopped or finished (see `run_files`)."""
     if presenting():
         return
-    job = current_job()
-    files = run_files(job) if job else None
+    files = run_files(job, snap) if job and snap else None
     with st.container(horizontal=True):
         download_checkpoint(job, files)
         download_metrics(job, files)
         download_script(job.config if job else bundled_preview(BUNDLED_RUN).config)
 
 
-def run_files(job: TrainingJob) -> tuple[bytes, str] | None:
+def run_files(job: TrainingJob, snap: JobSnapshot) -> tuple[bytes, str] | None:
     """The run's checkpoint and metrics CSV, made once per step it rests at; None while it trains.
 
     Made before the click, not on it: Streamlit stores a file made on click (a deferred download) without a
     reference, so the page's next two refreshes (several a second) delete it, and a browser that has not fetched
     it by then, on a slow link, says the download was canceled. Making them as a run trains would cost a tenth of
     a second per tab every refresh, so a training run offers them after Pause."""
-    snap = job.snapshot()
     if snap.is_training:
         return None
     moment = (id(job), snap.step, len(snap.held_out))
@@ -428,6 +428,5 @@ with st.container(key="train_page"):  # app.py's style gives it tighter gaps: on
     settings()
     controls()
     with st.container(key="train_live"):  # the guided tour points at it (vae.tour)
-        live_view()
-    download_row()
+        draw_refreshing(live_view, REFRESH_S, live=current_job() is not None)
     update_link()

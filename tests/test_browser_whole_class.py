@@ -78,7 +78,7 @@ def states(pages: list[Page]) -> Counter:
     return Counter(state_of(page) for page in pages)
 
 
-@pytest.mark.timeout(900)  # about two minutes on an idle 2-core machine; a loaded one takes several times that
+@pytest.mark.timeout(1500)  # about five minutes on an idle 2-core machine; a loaded one takes several times that
 def test_eight_sessions_queue_never_exceed_the_cap_and_leave_nothing_behind():
     env = {"REPARAM_LAB_MAX_TRAININGS": str(CAPACITY), "REPARAM_LAB_SESSION_GRACE_S": str(GRACE_S)}
     with serve_app(env=env) as server, sync_playwright() as playwright:
@@ -101,7 +101,7 @@ def test_eight_sessions_queue_never_exceed_the_cap_and_leave_nothing_behind():
             running_seen.append(counts["Running"])
             return counts["Running"] == CAPACITY and counts["Queued"] == SESSIONS - CAPACITY
 
-        wait_until(all_placed, 300, f"{CAPACITY} tabs train and {SESSIONS - CAPACITY} wait in the queue",
+        wait_until(all_placed, 480, f"{CAPACITY} tabs train and {SESSIONS - CAPACITY} wait in the queue",
                    lambda: ([counter_text(p) for p in pages], server.log.read_text()[-2000:]))
         screenshot(pages[-1], "many-sessions-queued")
         positions = sorted(int(QUEUED.search(counter_text(p)).group(1)) for p in pages if state_of(p) == "Queued")

@@ -96,11 +96,16 @@ def as_float32(metrics) -> list[tuple[np.float32, ...]]:
     return [tuple(np.float32(getattr(m, name)) for name in ("elbo", "reconstruction", "kl")) for m in metrics]
 
 
-def assert_script_matches_library(config: TrainConfig, dataset: Dataset, folder: Path) -> None:
+def assert_script_matches_library(config: TrainConfig, dataset: Dataset, folder: Path,
+                                  kl_rtol: float = 0.0) -> None:
     job, library = held_out_of_library(config, dataset)
     script = held_out_of_script(standalone_script(job.config), folder)
     assert [m.epoch for m in script] == list(range(1, config.epochs + 1))
-    assert as_float32(script) == as_float32(library), (script, library)
+    if not kl_rtol:
+        assert as_float32(script) == as_float32(library), (script, library)
+        return
+    assert [s[:2] for s in as_float32(script)] == [s[:2] for s in as_float32(library)], (script, library)
+    np.testing.assert_allclose([m.kl for m in script], [m.kl for m in library], rtol=kl_rtol, atol=0)
 
 
 def test_the_script_for_the_digits_preset_prints_the_librarys_held_out_elbo_exactly(tmp_path):
@@ -108,9 +113,12 @@ def test_the_script_for_the_digits_preset_prints_the_librarys_held_out_elbo_exac
 
 
 def test_the_script_with_gaussian_pixels_beta_and_kl_warm_up_matches_the_library(tmp_path):
+    """The ELBO and reconstruction to every bit. This run's posterior has all but collapsed by epoch 2 (KL 0.0035
+    nats, a sum of 718 differences of numbers near 1), so its KL's last bit follows roundings far below what
+    the other two can show: once, on a CI machine, it differed by one float32 ulp between the two processes."""
     config = preset_config("digits-2d").replace(epochs=2, likelihood="gaussian", beta=0.5, kl_warmup_epochs=1.5,
                                                 seed=7)
-    assert_script_matches_library(config, load_dataset("digits"), tmp_path)
+    assert_script_matches_library(config, load_dataset("digits"), tmp_path, kl_rtol=1e-6)
 
 
 def test_the_mnist_script_reads_the_idx_files_as_the_library_does(tmp_path, monkeypatch):

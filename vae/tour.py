@@ -1,4 +1,4 @@
-"""The guided tour: the lecture's argument in twelve steps, each one doing something in the live app.
+"""The guided tour: the lecture's argument in fifteen steps, each one doing something in the live app.
 
 A step names the page it shows, what the teacher says, the element to point at (a Streamlit key: the page draws
 it with `key=`, the browser gives it the class `st-key-<key>`), the widget values it sets, and the run it starts.
@@ -63,6 +63,17 @@ TOUR: tuple[TourStep, ...] = (
              "Any family with a location and a scale works the same way; here the Laplace. Others go through "
              "their inverse CDF: z = F⁻¹(u) with u uniform.",
              "pages/reparameterization.py", "reparam:family", {"reparam:family": "laplace"}, shows=r"Laplace"),
+    TourStep("No g at all: the Gamma",
+             "The Gamma has no formula z = g(α, β, ε), yet torch's rsample still gives dz/dα: differentiate "
+             "F(z; α) = u instead, dz/dα = −(∂F/∂α)/(∂F/∂z). The points are torch's, the line the CDF's.",
+             "pages/reparameterization.py", "reparam:implicit_gradient",
+             {"reparam:implicit": "gamma", "reparam:implicit:gamma:concentration": 0.5},
+             shows=r"against the CDF's"),
+    TourStep("A category: where the trick breaks",
+             "A categorical z is argmax(θ + Gumbel noise): exact, but argmax has no gradient. At temperature "
+             "0.3 the softmax relaxation is nearly one-hot and differentiable; slide τ up and it blurs.",
+             "pages/reparameterization.py", "reparam:simplex", {"reparam:gumbel:temperature": 0.3},
+             shows=r"draws of the same Gumbel noise"),
     TourStep("The variance claim",
              "Many estimates of the same gradient, each from one draw. The pathwise histogram is the narrow one "
              "(variance 4 here, against 15 for the score function); the dashed line is the exact answer.",
@@ -77,6 +88,11 @@ TOUR: tuple[TourStep, ...] = (
              "Two copies of the same VAE from the same weights; only the encoder's gradient estimator differs. "
              "The pathwise copy's ELBO climbs faster, and its gradient noise is far lower.",
              "pages/estimators.py", "estimators_race", action=Action.RACE, shows=r"(Running|Queued|Finished)"),
+    TourStep("Three ways through a category",
+             "With a discrete z the exact gradient is a sum over the categories, so bias is measured, not guessed: "
+             "the score function is unbiased (its hatched bar is noise), the Gumbel-softmax buys a smaller spread "
+             "with a bias, and straight-through is biased too.",
+             "pages/estimators.py", "estimators:discrete_quality", shows=r"by enumerating"),
     TourStep("Walking the latent space",
              "The sliders moved to z = (1.5, −1): the decoder turns any point into an image. Drag them, or click "
              "a digit on the map to jump to its μ(x).",
