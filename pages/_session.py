@@ -20,6 +20,7 @@ from vae import links, warmup
 from vae.config import PRETRAINED, TrainConfig, preset_config, race_configs
 from vae.data import MAX_UPLOAD_MB, DataError, Dataset, load_named_dataset
 from vae.figures import for_projector, image_grid, png_data_uri
+from vae.metrics import REDRAW_PERIOD_S
 
 if TYPE_CHECKING:  # torch loads in the background (vae.warmup): the first screen must not wait for it
     from vae.job import TrainingJob
@@ -112,12 +113,32 @@ def fragment(body: Callable[..., Any] | None = None, *, run_every: float | None 
     return st.fragment(guarded(body), run_every=run_every)
 
 
-def draw_refreshing(body: Callable[[], Any], every_s: float, live: bool) -> None:
-    """Draw `body` as a fragment that redraws itself every `every_s` seconds while `live` (there is a run to
-    follow), and once otherwise: a tab with nothing moving costs the server nothing. A class of tabs left on the
-    first screen kept a two-core server too busy to open the next one. A page that starts a run reruns itself,
-    so the refreshing begins in that same run."""
-    fragment(body, run_every=every_s if live else None)()
+def redraw_period(jobs: Iterable[TrainingJob | None]) -> float | None:
+    """How often a view of these runs redraws now: at the pace of the liveliest (`REDRAW_PERIOD_S`); None when
+    none of them can change any more."""
+    periods = [REDRAW_PERIOD_S.get(job.snapshot().status) for job in jobs if job is not None]
+    return min((period for period in periods if period is not None), default=None)
+
+
+def run_redraw_period() -> float | None:
+    """`redraw_period` of the session's run."""
+    return redraw_period([current_job()])
+
+
+def draw_refreshing(body: Callable[[], Any], period: Callable[[], float | None] = run_redraw_period) -> None:
+    """Draw `body` as a fragment that redraws itself every `period()` seconds, and never while that is None: a tab
+    with nothing moving costs the server nothing (a class of tabs left on the first screen kept a two-core server
+    too busy to open the next one). A fragment's timer is set only when the page runs, so when the pace changes
+    (a queued run starts, a run ends) the fragment reruns the page once, which draws it at the new pace."""
+    drawn = period()
+
+    @functools.wraps(body)
+    def redraw() -> None:
+        if period() != drawn:
+            st.rerun()
+        body()
+
+    fragment(redraw, run_every=drawn)()
 
 
 def _then_update_link(body: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,9 +16,11 @@ from pages._session import (
     RACE_KEY,
     ModelChoice,
     choose_model,
+    draw_refreshing,
     fragment,
     model_link,
     presenting,
+    redraw_period,
     show_figure,
     start_race,
 )
@@ -317,7 +319,7 @@ def race_section() -> None:
         for job in racers.values():
             job.stop()
     if racers:
-        race_view()
+        draw_refreshing(race_view, lambda: redraw_period(st.session_state[RACE_KEY].values()))
 
 
 def race_intro(configs: dict[str, TrainConfig]) -> str:
@@ -336,7 +338,6 @@ def race_intro(configs: dict[str, TrainConfig]) -> str:
             "moving-average baseline).")
 
 
-@fragment(run_every=0.5)
 def race_view() -> None:
     racers = st.session_state[RACE_KEY]
     snapshots = {name: job.snapshot() for name, job in racers.items()}

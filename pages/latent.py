@@ -11,10 +11,12 @@ from pages._session import (
     ModelChoice,
     cached_dataset,
     choose_model,
+    draw_refreshing,
     fragment,
     literal,
     model_link,
     presenting,
+    redraw_period,
     show_figure,
     show_images,
     start_jobs,
@@ -216,10 +218,9 @@ def remedies_section() -> None:
         st.session_state[REMEDIES_KEY] = start_jobs(remedy_configs(), cached_dataset("digits"),
                                                     replacing=previous.values(), together=False)
     if st.session_state.get(REMEDIES_KEY):
-        remedies_view()
+        draw_refreshing(remedies_view, lambda: redraw_period(st.session_state[REMEDIES_KEY].values()))
 
 
-@fragment(run_every=1.0)
 def remedies_view() -> None:
     runs = st.session_state[REMEDIES_KEY]
     for column, (name, job) in zip(st.columns(len(runs)), runs.items(), strict=True):

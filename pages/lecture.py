@@ -216,7 +216,7 @@ st.subheader("4 · Training by stochastic gradient ascent")
 # newer record (a Step on the Train page) and must not for this one.
 st.session_state[DRAWN_KEY] = current_job().last_step_record() if current_job() is not None else None
 with st.container(key="lecture_loop"):
-    draw_refreshing(pseudocode_section, 1.0, live=current_job() is not None)
+    draw_refreshing(pseudocode_section)
     step_section()
 link_to("pages/latent.py", label="Then walk the trained model's latent space", icon=":material/explore:")
 update_link()

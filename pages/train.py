@@ -58,7 +58,6 @@ WAIT_FOR_FILES = "Press Pause (or let the run finish): the file holds the weight
 DATASET_LABELS = {"digits": "Digits 8×8 (bundled, offline)", "mnist": "MNIST 28×28 (download)",
                   "fashion-mnist": "Fashion-MNIST 28×28 (download)", "upload": "My own .npz file"}
 PREFIX = "train:"
-REFRESH_S = 0.5  # how often a run's controls and curves follow it
 SETTINGS = {name: spec for name, spec in user_settings().items() if spec.how.widget}  # vae.config declares them
 BUNDLED_RUN = "digits"  # the run the page opens on
 CHART_HEIGHT = 250  # two charts, the controls and the pictures on one 1280x720 screen
@@ -228,34 +227,35 @@ def resume(job: TrainingJob) -> None:
     job.resume()
 
 
-def controls() -> None:
-    """Start, then Pause/Resume, Step, Stop in one row, with the epoch counter beside them. Start reruns the page
-    (it makes a new run); the rest poll the run themselves, so they follow its status (queued, running, finished)
-    without a page rerun ordered from a timer: that left a tab's fragments waiting forever, seen with eight tabs
-    on one server."""
-    start_column, run_column = st.columns([1, 6.2], vertical_alignment="center")
-    if start_column.button("Start", type="primary", icon=":material/play_arrow:", width="stretch"):
-        start()  # everything drawn below follows the new run in this same run: no second rerun needed
-    with run_column:
-        draw_refreshing(run_controls, REFRESH_S, live=current_job() is not None)
-
-
-def run_controls() -> None:
+def run_view() -> None:
+    """The run's controls and counter, then its curves, pictures and download row, all from one snapshot: one
+    fragment, redrawn at the pace its run needs (`vae.metrics.REDRAW_PERIOD_S`) without rerunning the settings. A
+    class of tabs shares one server, and each redraw of each tab costs it."""
     job = current_job()
     snap = job.snapshot() if job else None
+    controls(job, snap)
+    with st.container(key="train_live"):  # the guided tour points at it (vae.tour)
+        live_view(job, snap)
+
+
+def controls(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
+    """Start, then Pause/Resume, Step, Stop in one row, with the epoch counter beside them."""
     status = snap.status if snap else None
     alive = bool(snap and snap.is_alive)
-    columns = st.columns([1, 1, 1, 3.2], vertical_alignment="center")
+    start_column, pause_column, step_column, stop_column, counter_column = st.columns(
+        [1, 1, 1, 1, 3.2], vertical_alignment="center")
+    if start_column.button("Start", type="primary", icon=":material/play_arrow:", width="stretch") and start():
+        st.rerun()  # the whole page: its refresh starts, and the settings show the new run's
     if status == JobStatus.PAUSED:
-        columns[0].button("Resume", icon=":material/resume:", width="stretch", on_click=resume, args=(job,))
+        pause_column.button("Resume", icon=":material/resume:", width="stretch", on_click=resume, args=(job,))
     else:
-        columns[0].button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
-                          on_click=job.pause if job else None)
-    columns[1].button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive,
-                      on_click=job.step if job else None, help="One minibatch, then pause: SGD one step at a time.")
-    columns[2].button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
-                      on_click=job.stop if job else None)
-    with columns[3]:
+        pause_column.button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
+                            on_click=job.pause if job else None)
+    step_column.button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive,
+                       on_click=job.step if job else None, help="One minibatch, then pause: SGD one step at a time.")
+    stop_column.button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
+                       on_click=job.stop if job else None)
+    with counter_column:
         counter(job, snap)
 
 
@@ -271,20 +271,16 @@ def counter(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
                 unsafe_allow_html=True)
 
 
-def live_view() -> None:
-    """Redrawn twice a second without rerunning the page, once there is a run: its curves, pictures and download
-    row. The settings stay outside; the download row is drawn here, from the same snapshot, so that it follows the
-    run without a fragment of its own (each one more refresh per tab, and a class shares one server)."""
-    job = current_job()
-    if job is None:
+def live_view(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
+    """The run's curves, pictures and download row; the bundled run's before anything trains."""
+    if job is None or snap is None:
         bundled_view()
         download_row(None, None)
         return
-    snap = job.snapshot()
     st.progress(snap.progress)
     notices(job, snap)
     progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "",
-                 categorical=snap.config.model.categorical)
+                 categorical=snap.config.model.categorical, revision=str(id(job)))
     download_row(job, snap)
 
 
@@ -292,7 +288,8 @@ def bundled_view() -> None:
     """The first screen: the bundled run's curves and pictures, read from files (no PyTorch needed)."""
     preview = bundled_preview(BUNDLED_RUN)
     st.progress(1.0)
-    progress_row(preview.train, preview.held_out, None, (preview.reconstructions, preview.samples), "Bundled run · ")
+    progress_row(preview.train, preview.held_out, None, (preview.reconstructions, preview.samples), "Bundled run · ",
+                 revision="bundled")
 
 
 def notices(job: TrainingJob, snap: JobSnapshot) -> None:
@@ -310,9 +307,11 @@ def notices(job: TrainingJob, snap: JobSnapshot) -> None:
 
 
 def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...], reference,
-                 pictures: tuple[np.ndarray, np.ndarray] | None, whose: str, categorical: bool = False) -> None:
+                 pictures: tuple[np.ndarray, np.ndarray] | None, whose: str, *, revision: str,
+                 categorical: bool = False) -> None:
     """Both curves and the pictures side by side, so all of it is on one 1280x720 screen. Drag to zoom,
-    double-click to reset; refreshes keep the zoom. `whose` says whose run it is."""
+    double-click to reset; refreshes keep the zoom until the run on screen changes (`revision` names it: a new
+    run's empty charts had kept the bundled run's axes). `whose` says whose run it is."""
     # Presentation mode's larger text needs the width: the pictures go under the curves.
     steps, epochs, images = st.columns(2) + [None] if presenting() else st.columns([1.05, 1, 0.95])
     # Both charts are drawn from the first moment, empty if need be: a chart that appeared only after the first
@@ -320,12 +319,13 @@ def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...
     steps.markdown(f"**{whose}Training minibatches, per SGD step**")
     with steps:
         chart(with_note(training_curves_figure(train, height=chart_height()),
-                        "" if len(train["step"]) else "The first steps appear in a moment."), "train:step_chart")
+                        "" if len(train["step"]) else "The first steps appear in a moment."), "train:step_chart",
+              revision)
     epochs.markdown(f"**{whose}Held-out data, per epoch**" + (" (dotted: the published run)" if reference else ""))
     with epochs:
         chart(with_note(held_out_figure(held_out, reference, height=chart_height()),
                         "" if held_out else "The first point appears at the end of the first epoch."),
-              "train:epoch_chart")
+              "train:epoch_chart", revision)
     if pictures is not None:
         with images or st.container():
             show_pictures(*pictures, categorical)
@@ -335,7 +335,8 @@ def chart_height() -> int:
     return CHART_HEIGHT - 30 if presenting() else CHART_HEIGHT  # larger text, the same screen
 
 
-def chart(figure, chart_key: str) -> None:
+def chart(figure, chart_key: str, revision: str) -> None:
+    figure.update_layout(uirevision=revision)
     if presenting():
         for_projector(figure)
     live_plotly_chart(figure, key=chart_key, height=figure.layout.height)
@@ -426,7 +427,5 @@ with st.container(key="train_page"):  # app.py's style gives it tighter gaps: on
                     unsafe_allow_html=True)
     open_link(LINK)
     settings()
-    controls()
-    with st.container(key="train_live"):  # the guided tour points at it (vae.tour)
-        draw_refreshing(live_view, REFRESH_S, live=current_job() is not None)
+    draw_refreshing(run_view)
     update_link()

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 from vae.figures import (
+    CURVE_BUCKETS,
     ELBO_LABELS,
+    NOTE_LINE_CHARACTERS,
     PALETTE,
     REFERENCE_LABEL,
     held_out_figure,
@@ -16,6 +18,7 @@ from vae.figures import (
     png_data_uri,
     running_mean,
     training_curves_figure,
+    with_note,
 )
 from vae.job import EpochMetrics
 
@@ -39,6 +42,26 @@ def test_training_curves_show_raw_and_smoothed_terms_in_their_colours():
                                                                  ELBO_LABELS.items()}
     np.testing.assert_allclose(bold["ELBO"].y, running_mean(-steps / 10.0, 4), rtol=1e-6)
     assert figure.layout.uirevision  # the user's zoom survives data updates
+
+
+@pytest.mark.parametrize("count", [1, CURVE_BUCKETS - 1, CURVE_BUCKETS, CURVE_BUCKETS + 1, 4000])
+def test_a_long_run_is_drawn_from_few_points_that_keep_every_buckets_band(count):
+    """At most 2 raw points per bucket (its lowest and highest) and one mean point; the band each bucket spans,
+    the last step and the mean's values are those of the full data (checked here bucket by bucket, in a loop)."""
+    rng = np.random.default_rng(count)
+    steps = np.arange(1, count + 1)
+    elbo = (-200 + steps / 40 + rng.normal(0, 5, count)).astype(np.float32)
+    train = {"step": steps, "elbo": elbo, "reconstruction": elbo - 1, "kl": np.ones(count, np.float32)}
+    raw = next(t for t in training_curves_figure(train).data if t.name == "ELBO" and t.showlegend is False)
+    bold = next(t for t in training_curves_figure(train).data if t.name == "ELBO" and t.line.width == 3)
+    buckets = min(count, CURVE_BUCKETS)
+    assert len(raw.x) <= min(count, 2 * buckets) and len(bold.x) == buckets and bold.x[-1] == count
+    edges = np.linspace(0, count, buckets + 1).round().astype(int)
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        inside = (raw.x > start) & (raw.x <= end)  # indices start .. end - 1 are steps start + 1 .. end
+        assert raw.y[inside].min() == elbo[start:end].min() and raw.y[inside].max() == elbo[start:end].max()
+    assert np.all(np.diff(raw.x) >= 0)  # in step order: the line does not double back
+    np.testing.assert_allclose(bold.y, running_mean(elbo, max(1, count // 50))[edges[1:] - 1], rtol=1e-6)
 
 
 def test_held_out_reference_is_drawn_as_minus_the_published_loss():
@@ -171,3 +194,14 @@ def test_log_axis_rules():
     assert middle["ticktext"][:3] == ["0.01", "0.02", "0.05"]
     assert "dtick" not in log_axis(np.array([0.3, 0.6])) and "tickvals" not in log_axis(np.array([0.3, 0.6]))
     assert log_axis(np.array([2e-5, 1e-3]))["ticktext"][:2] == ["1e−5", "2e−5"]
+
+
+@pytest.mark.parametrize("note", ["The first point appears at the end of the first epoch.",
+                                  "The first steps appear in a moment.", "Short."])
+def test_a_charts_note_is_broken_into_short_lines_on_an_opaque_box(note):
+    """plotly never wraps: a one-line note ran off a third-of-the-screen chart and over its tick labels."""
+    annotation = with_note(held_out_figure([]), note).layout.annotations[0]
+    lines = annotation.text.split("<br>")
+    assert all(len(line) <= NOTE_LINE_CHARACTERS for line in lines) and " ".join(lines) == note
+    assert annotation.bgcolor == "white"
+    assert not with_note(held_out_figure([]), "").layout.annotations  # no note, no box

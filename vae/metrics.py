@@ -28,6 +28,12 @@ class JobStatus(StrEnum):
     FAILED = "failed"  # an unexpected error; the message says which
 
 
+# How often a view of a run redraws itself, by the run's status. A training run moves every second; a queued one only
+# moves up the queue; a stopped, finished or failed one never changes again (absent: no redraws). A class's tabs
+# share one server, and each redraw of each tab costs it and that tab's browser.
+REDRAW_PERIOD_S = {JobStatus.IDLE: 1.0, JobStatus.RUNNING: 1.0, JobStatus.PAUSED: 1.0, JobStatus.QUEUED: 2.0}
+
+
 @dataclass(frozen=True)
 class EpochMetrics:
     """Held-out ELBO terms after an epoch, nats per example."""

@@ -1,0 +1,36 @@
+"""How often a view of runs redraws itself: at the pace of its liveliest run, and never once none can change."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from pages._session import redraw_period
+from vae.metrics import REDRAW_PERIOD_S, JobStatus
+
+ENDED = [JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.FAILED]
+
+
+def run(status: JobStatus) -> SimpleNamespace:
+    return SimpleNamespace(snapshot=lambda: SimpleNamespace(status=status))
+
+
+@pytest.mark.parametrize("status", ENDED)
+def test_a_run_that_can_no_longer_change_is_not_redrawn(status):
+    assert redraw_period([run(status)]) is None
+    assert redraw_period([None]) is None and redraw_period([]) is None  # no run at all
+
+
+def test_a_training_run_redraws_every_second_and_a_queued_one_less_often():
+    assert redraw_period([run(JobStatus.RUNNING)]) == 1.0 and redraw_period([run(JobStatus.PAUSED)]) == 1.0
+    assert redraw_period([run(JobStatus.QUEUED)]) > redraw_period([run(JobStatus.RUNNING)])
+
+
+@pytest.mark.parametrize("others", [[JobStatus.QUEUED], [JobStatus.STOPPED], [JobStatus.QUEUED, JobStatus.FINISHED]])
+def test_a_view_of_several_runs_keeps_the_pace_of_the_liveliest(others):
+    statuses = [*others, JobStatus.RUNNING]
+    assert redraw_period([run(status) for status in statuses]) == REDRAW_PERIOD_S[JobStatus.RUNNING]
+    assert redraw_period([run(JobStatus.STOPPED), run(JobStatus.QUEUED)]) == REDRAW_PERIOD_S[JobStatus.QUEUED]
+
+
+def test_every_status_has_a_pace_or_is_one_that_never_changes():
+    assert set(REDRAW_PERIOD_S) | set(ENDED) == set(JobStatus) and not set(REDRAW_PERIOD_S) & set(ENDED)
