@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "cold_start": (["--rounds", "3"], ["--rounds", "1"]),
     "slider_latency": (["--presses", "50"], ["--presses", "5"]),
     "variance_lab": (["--rounds", "7"], ["--rounds", "2"]),
+    "ui_cost": (["--rounds", "3"], ["--rounds", "1", "--window", "5"]),
 }
 
 

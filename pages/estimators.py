@@ -38,7 +38,7 @@ from vae.discrete import (
     toy_problem,
 )
 from vae.encoder_gradients import encoder_noise_comparison
-from vae.families import FAMILIES
+from vae.families import posterior_family
 from vae.figures import (
     ESTIMATOR_LABELS,
     coloured,
@@ -285,9 +285,11 @@ def vae_section() -> None:
 
 def posterior_sentence(family_name: str) -> str:
     """What each estimator needs of this model's q(z|x): its reparameterized draw, or its log density."""
-    family = FAMILIES[family_name]
+    family = posterior_family(family_name)
+    draw = ("z = F⁻¹(u; α(x), β(x)), the Gamma's inverse CDF, and differentiates it implicitly" if family.kind ==
+            "implicit" else f"z = g(μ(x), σ(x), noise) with the {family.name} reparameterization")
     return (f"This model's q(z|x) is **{family.name}**. The {coloured('pathwise', 'pathwise')} estimator draws "
-            f"z = g(μ(x), σ(x), noise) with the {family.name} reparameterization (noise {family.base}); the "
+            f"{draw} (noise {family.base}); the "
             f"{coloured('score_function', 'score function')} weighs each reconstruction by ∇ log q(z|x) of the "
             f"{family.name} density.")
 

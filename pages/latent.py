@@ -25,27 +25,34 @@ from vae import links
 from vae.bounds import BoundCurve, GradientSNR, gradient_snr, importance_weighted_bounds
 from vae.categorical import decode_categories, kl_per_variable, likeliest_categories
 from vae.collapse import COLLAPSING, remedy_configs, remedy_result
-from vae.config import MAX_CATEGORIES
+from vae.config import MAX_CATEGORIES, POSTERIOR_FAMILIES
 from vae.figures import bound_curve_figure, gradient_snr_figure, kl_per_dimension_figure, latent_scatter_figure
 from vae.latent import (
     decode_images,
     interpolate,
+    latent_range,
     latent_usage,
     manifold_grid,
     posterior_means,
+    prior_centre,
+    prior_draw,
     projection_2d,
+    sweep_values,
     traversal,
 )
 from vae.model import prior_pictures, reconstruction_pairs
 
 MAX_SLIDERS = 16
-SLIDER_RANGE = 3.0
 SLIDER_STEP = 0.05
 Z_KEY = "latent:z"
+Z_FAMILY_KEY = "latent:z_family"  # the posterior family z was set for: another model's z may not fit
 REMEDIES_KEY = "latent:remedies"  # the runs of "Train it with each remedy", by remedy
+# A link's z reaches every family's slider range; the page then holds it to its own model's (`set_point`).
+_RANGES = [latent_range(family) for family in POSTERIOR_FAMILIES]
+Z_LINK_RANGE = (min(low for low, _ in _RANGES), max(high for _, high in _RANGES))
 LINK = [  # this page's settings in a class link (pages/_links.py): the model, the slider positions, the extent
     model_link("latent:model", prefer="digits-2d"),
-    *(links.number(f"z{k + 1}", f"latent:slider:{k}", 0.0, -SLIDER_RANGE, SLIDER_RANGE) for k in range(MAX_SLIDERS)),
+    *(links.number(f"z{k + 1}", f"latent:slider:{k}", 0.0, *Z_LINK_RANGE) for k in range(MAX_SLIDERS)),
     links.number("extent", "latent:extent", 0.9, 0.5, 0.99),
     *(links.number(f"c{n + 1}", f"latent:category:{n}", 1, 1, MAX_CATEGORIES, integer=True)
       for n in range(MAX_SLIDERS)),
@@ -65,52 +72,60 @@ if not presenting():  # on a projector the teacher says it: the sliders and the 
 # --- the current point z, shared by sliders, buttons and the map ---------------------------------------------------
 
 
+def mean_name(family: str) -> str:
+    """The posterior mean's name in this page's sentences: μ(x), or E[z|x] for a Gamma z (its μ is log α)."""
+    return "E[z|x]" if family == "gamma" else "μ(x)"
+
+
 def slider_key(k: int) -> str:
     return f"latent:slider:{k}"
 
 
-def set_point(z: np.ndarray) -> None:
-    """Move to z: the sliders follow (callbacks run before the widgets are drawn, so this is allowed)."""
-    z = np.clip(np.asarray(z, dtype=np.float64), -SLIDER_RANGE, SLIDER_RANGE)
+def set_point(z: np.ndarray, family: str) -> None:
+    """Move to z, held to the family's slider range: the sliders follow (callbacks run before the widgets are
+    drawn, so this is allowed)."""
+    z = np.clip(np.asarray(z, dtype=np.float64), *latent_range(family))
     st.session_state[Z_KEY] = z
+    st.session_state[Z_FAMILY_KEY] = family
     for k in range(min(len(z), MAX_SLIDERS)):  # on the sliders' own grid, or the browser snaps them elsewhere
         st.session_state[slider_key(k)] = float(np.round(z[k] / SLIDER_STEP) * SLIDER_STEP)
 
 
-def current_point(latent_dim: int) -> np.ndarray:
+def current_point(latent_dim: int, family: str) -> np.ndarray:
     z = st.session_state.get(Z_KEY)
     if z is None:  # the page's first visit: where a class link put the sliders, else the prior's centre
-        set_point(np.array([st.session_state.get(slider_key(k), 0.0) for k in range(latent_dim)]))
-    elif len(z) != latent_dim:  # a new model: start at the prior's centre
-        set_point(np.zeros(latent_dim))
+        centre = prior_centre(family, latent_dim)
+        set_point(np.array([st.session_state.get(slider_key(k), centre[k]) for k in range(latent_dim)]), family)
+    elif len(z) != latent_dim or st.session_state.get(Z_FAMILY_KEY) != family:  # a new model: the prior's centre
+        set_point(prior_centre(family, latent_dim), family)
     return st.session_state[Z_KEY]
 
 
 def from_test_image(choice: ModelChoice, index: int) -> None:
-    set_point(posterior_means(choice.model, choice.dataset.x_test[index : index + 1])[0])
+    set_point(posterior_means(choice.model, choice.dataset.x_test[index : index + 1])[0], choice.config.model.posterior)
 
 
-def random_draw(latent_dim: int) -> None:
+def random_draw(latent_dim: int, family: str) -> None:
     draws = st.session_state.get("latent:draws", 0) + 1
     st.session_state["latent:draws"] = draws
-    set_point(np.random.default_rng(draws).standard_normal(latent_dim))
+    set_point(prior_draw(family, latent_dim, seed=draws), family)
 
 
 @fragment
 def explorer(choice: ModelChoice) -> None:
     """Sliders and the decoded image: moving a slider reruns only this fragment."""
-    latent_dim = choice.config.model.latent_dim
-    z = current_point(latent_dim).copy()
+    latent_dim, family = choice.config.model.latent_dim, choice.config.model.posterior
+    z = current_point(latent_dim, family).copy()
+    low, high = latent_range(family)
     controls, image = st.columns([2, 1] if presenting() else [3, 1])  # a larger picture for a projector
     with controls:
         columns = st.columns(4)
         for k in range(min(latent_dim, MAX_SLIDERS)):
-            z[k] = columns[k % 4].slider(f"z{k + 1}", -SLIDER_RANGE, SLIDER_RANGE, step=SLIDER_STEP,
-                                        key=slider_key(k))
+            z[k] = columns[k % 4].slider(f"z{k + 1}", low, high, step=SLIDER_STEP, key=slider_key(k))
         st.session_state[Z_KEY] = z
         if latent_dim > MAX_SLIDERS:
-            st.caption(f"z{MAX_SLIDERS + 1}…z{latent_dim} stay where the last button put them (0, or the chosen "
-                       "image's posterior mean).")
+            st.caption(f"z{MAX_SLIDERS + 1}…z{latent_dim} stay where the last button put them (the prior's "
+                       "mean, or the chosen image's posterior mean).")
         point_buttons(choice)
     with image:
         show_images(decode_images(choice.model, z[None]), 1, "decoded from z", tile=320 if presenting() else 200)
@@ -118,16 +133,17 @@ def explorer(choice: ModelChoice) -> None:
 
 def point_buttons(choice: ModelChoice) -> None:
     """Reset, a draw from the prior, and (not in presentation mode: the map does it by a click) a test image's μ(x)."""
-    latent_dim = choice.config.model.latent_dim
+    latent_dim, family = choice.config.model.latent_dim, choice.config.model.posterior
     buttons = st.columns([1, 1.3, 1.5, 1.7] if not presenting() else [1, 1.4, 1], vertical_alignment="bottom")
-    buttons[0].button("Reset", icon=":material/restart_alt:", on_click=set_point, args=(np.zeros(latent_dim),))
-    buttons[1].button("Random draw", icon=":material/casino:", on_click=random_draw, args=(latent_dim,),
-                      help="z ~ N(0, I), the prior")
+    buttons[0].button("Reset", icon=":material/restart_alt:", on_click=set_point,
+                      args=(prior_centre(family, latent_dim), family))
+    buttons[1].button("Random draw", icon=":material/casino:", on_click=random_draw, args=(latent_dim, family),
+                      help="A draw z ~ p(z), the prior" + (": N(0, I)" if family == "gaussian" else ""))
     if not presenting():
         index = buttons[2].number_input("Test image number", 0, len(choice.dataset.x_test) - 1, 0,
                                         key="latent:image")
         buttons[3].button("Start from this image", on_click=from_test_image, args=(choice, index),
-                          help="Move to the image's posterior mean μ(x)")
+                          help=f"Move to the image's posterior mean {mean_name(family)}")
 
 
 # --- the map of the test set ---------------------------------------------------------------------------------------
@@ -137,16 +153,16 @@ def on_map_click(choice: ModelChoice, means: np.ndarray) -> None:
     """Copy the clicked point into our own state (the chart's selection resets whenever its data changes)."""
     points = st.session_state["latent:map"].selection.points
     if points:
-        set_point(means[int(points[0]["customdata"])])
+        set_point(means[int(points[0]["customdata"])], choice.config.model.posterior)
 
 
 def map_section(choice: ModelChoice, means: np.ndarray) -> None:
     points, axis = projection_2d(means)
     labels = choice.dataset.y_test
     figure = latent_scatter_figure(points, labels, axis)
-    note = ("the posterior means μ(x)" if axis == "z" else
-            "the first two principal components of the posterior means μ(x)")
-    st.caption(f"The encoded test set ({note}), coloured by label. Click a point: the sliders jump to its μ(x).")
+    mean = mean_name(choice.config.model.posterior)
+    note = f"the posterior means {mean}" if axis == "z" else f"the first two principal components of the means {mean}"
+    st.caption(f"The encoded test set ({note}), coloured by label. Click a point: the sliders jump to its {mean}.")
     show_figure(figure, "latent:map", on_select=lambda: on_map_click(choice, means), selection_mode="points")
 
 
@@ -162,10 +178,11 @@ def manifold_section(choice: ModelChoice) -> None:
 
 def traversal_section(choice: ModelChoice, usage) -> None:
     st.subheader("One direction at a time")
-    st.caption("Each row sweeps one coordinate from −2.5 to 2.5, the others at the sliders' point. An unused "
-               "(collapsed) dimension changes nothing.")
-    base = current_point(choice.config.model.latent_dim)
-    values = np.linspace(-2.5, 2.5, 9)
+    family = choice.config.model.posterior
+    values = sweep_values(family)
+    st.caption(f"Each row sweeps one coordinate from {values[0]:g} to {values[-1]:g}, the others at the sliders' "
+               "point. An unused (collapsed) dimension changes nothing.")
+    base = current_point(choice.config.model.latent_dim, family)
     for k in range(min(choice.config.model.latent_dim, MAX_SLIDERS)):
         label, strip = st.columns([1, 8], vertical_alignment="center")
         label.markdown(f"**z{k + 1}**" + ("" if usage.active[k] else " (unused)"))
@@ -183,7 +200,8 @@ def interpolation_section(choice: ModelChoice) -> None:
     for method in ("linear", "spherical"):
         path = interpolate(ends[0], ends[1], 10, method)
         show_images(decode_images(choice.model, path), 10,
-                    f"{method.capitalize()} interpolation between μ(x) of the two images.", tile=64)
+                    f"{method.capitalize()} interpolation between {mean_name(choice.config.model.posterior)} of the "
+                    "two images.", tile=64)
 
 
 def samples_section(choice: ModelChoice) -> None:

@@ -12,7 +12,7 @@ from pages._links import open_link, update_link
 from pages._session import current_job, draw_refreshing, literal, presenting, show_images, step_live_run
 from vae import links
 from vae.config import ModelConfig
-from vae.families import FAMILIES, Family
+from vae.families import Family, posterior_family
 from vae.graphs import computation_graph, to_svg
 from vae.step_inspection import StepRecord, graph_numbers, latent_table, loop_position
 
@@ -84,7 +84,8 @@ def pseudocode(family: Family, highlighted: tuple[str, ...] = (), note: str = ""
     The lines named in `highlighted` (keys of vae.step_inspection.LOOP_LINES) are marked, the first with `note`."""
     params = ", ".join(p.symbol for p in family.params if p.reparameterized)
     noise = family.noise_symbol
-    route = "shifts and scales standard noise" if family.kind == "location-scale" else "is the inverse CDF at u"
+    route = {"location-scale": "shifts and scales standard noise", "inverse-CDF": "is the inverse CDF at u",
+             "implicit": "is the inverse CDF at u, computed numerically and differentiated implicitly"}[family.kind]
     loop = {
         "batch": r"$x \leftarrow$ a random minibatch of the data",
         "encode": rf"${params} \leftarrow \mathrm{{encoder}}_\phi(x)$, one pair per example and latent dimension",
@@ -109,7 +110,7 @@ def pseudocode(family: Family, highlighted: tuple[str, ...] = (), note: str = ""
 def followed_family(job: TrainingJob | None) -> Family:
     """The live run's q(z|x) family, else the default (also for a categorical z, which no g of this kind draws)."""
     continuous = job is not None and not job.config.model.categorical
-    return FAMILIES[job.config.model.posterior if continuous else ModelConfig().posterior]
+    return posterior_family(job.config.model.posterior if continuous else ModelConfig().posterior)
 
 
 def pseudocode_section() -> None:
@@ -162,7 +163,7 @@ def take_step(job: TrainingJob | None) -> TrainingJob | None:
 
 
 def show_record(record: StepRecord) -> None:
-    family = FAMILIES[record.family]
+    family = posterior_family(record.family)
     st.markdown(f"**Step {record.step:,}**, minibatch M of {record.batch_size} images · q(z|x) is "
                 f"**{family.name}**: ${family.formula}$ with {family.base}")
     left, right = st.columns([2, 3])
@@ -201,7 +202,7 @@ def graph_section(record: StepRecord) -> None:
                                      label_visibility="collapsed")
     note.markdown("The first image's reconstruction term L = log p_θ(x|z) and latent dimension 1: each node's "
                   "value, and in red its gradient (for φ and θ the norm over their weights).")
-    graph = computation_graph(view != "Before the trick", FAMILIES[record.family])
+    graph = computation_graph(view != "Before the trick", posterior_family(record.family))
     # Inline SVG at its own pixel size (st.html's sanitiser removes SVG): text stays at its projector size.
     st.markdown(f'<div style="overflow-x: auto">{to_svg(graph, graph_numbers(record))}</div>',
                 unsafe_allow_html=True)

@@ -280,7 +280,7 @@ def live_view(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
     st.progress(snap.progress)
     notices(job, snap)
     progress_row(snap.train, snap.held_out, reference_test_loss(snap.config), job.pictures(), "",
-                 categorical=snap.config.model.categorical, revision=str(id(job)))
+                 posterior=snap.config.model.posterior, revision=str(id(job)))
     download_row(job, snap)
 
 
@@ -308,7 +308,7 @@ def notices(job: TrainingJob, snap: JobSnapshot) -> None:
 
 def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...], reference,
                  pictures: tuple[np.ndarray, np.ndarray] | None, whose: str, *, revision: str,
-                 categorical: bool = False) -> None:
+                 posterior: str = "gaussian") -> None:
     """Both curves and the pictures side by side, so all of it is on one 1280x720 screen. Drag to zoom,
     double-click to reset; refreshes keep the zoom until the run on screen changes (`revision` names it: a new
     run's empty charts had kept the bundled run's axes). `whose` says whose run it is."""
@@ -328,7 +328,7 @@ def progress_row(train: dict[str, np.ndarray], held_out: tuple[EpochMetrics, ...
               "train:epoch_chart", revision)
     if pictures is not None:
         with images or st.container():
-            show_pictures(*pictures, categorical)
+            show_pictures(*pictures, posterior)
 
 
 def chart_height() -> int:
@@ -342,9 +342,9 @@ def chart(figure, chart_key: str, revision: str) -> None:
     live_plotly_chart(figure, key=chart_key, height=figure.layout.height)
 
 
-def show_pictures(reconstructions: np.ndarray, samples: np.ndarray, categorical: bool) -> None:
+def show_pictures(reconstructions: np.ndarray, samples: np.ndarray, posterior: str) -> None:
     left, right = st.columns(2) if presenting() else (st.container(), st.container())
-    reconstructions_caption, samples_caption = picture_captions(categorical)
+    reconstructions_caption, samples_caption = picture_captions(posterior)
     with left:
         show_images(reconstructions, 10, reconstructions_caption, tile=PICTURE_TILE)
     with right:

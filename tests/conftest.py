@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -60,3 +61,36 @@ def open_app_page(path: str | None = None):
         at.switch_page(path).run()
     assert not at.exception
     return at
+
+
+@contextlib.contextmanager
+def live_app_run(posterior: str, dataset: Dataset):
+    """The app (as `open_app_page`) with a live run of a small VAE with this posterior, one step in, as if
+    started on the Train page; the run is stopped afterwards. Yields (app, job)."""
+    from pages._session import JOB_KEY
+    from vae.job import TrainingJob
+
+    config = TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2, posterior=posterior), epochs=1,
+                         batch_size=32, device="cpu")
+    job = TrainingJob(config, dataset)
+    job.step(1)
+    job.wait_until(lambda s: s.step >= 1, timeout=60)
+    try:
+        at = open_app_page()
+        at.session_state[JOB_KEY] = job
+        yield at, job
+    finally:
+        job.stop()
+        job.join(timeout=10)
+
+
+def reconstruction_error_ratio(model, dataset: Dataset, images: int = 300) -> float:
+    """Mean squared error of `model`'s reconstructions of held-out images over that of the mean training image:
+    well under 1 when the reconstructions are recognisable."""
+    import torch
+
+    from vae.model import reconstruct
+
+    x = torch.as_tensor(dataset.x_test[:images])
+    error = float(((reconstruct(model, x) - x) ** 2).mean())
+    return error / float(((x - torch.as_tensor(dataset.x_train).mean(0)) ** 2).mean())

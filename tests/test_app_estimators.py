@@ -7,13 +7,12 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from pages._session import JOB_KEY
-from tests.conftest import open_app_page
-from vae.config import POSTERIOR_FAMILIES, ModelConfig, TrainConfig
+from tests.conftest import live_app_run, open_app_page
+from vae.config import POSTERIOR_FAMILIES
 from vae.control_variates import VARIANCE_REDUCTIONS
 from vae.estimators import ESTIMATORS
-from vae.families import FAMILIES
-from vae.job import JobStatus, TrainingJob
+from vae.families import posterior_family
+from vae.job import JobStatus
 from vae.toy_costs import COSTS
 from vae.variance_lab import ToySetting, exact_single_sample_variance
 
@@ -138,14 +137,7 @@ def test_the_categorical_race_trains_its_three_estimators_and_probes_each(page):
 @pytest.mark.parametrize("family", [f for f in POSTERIOR_FAMILIES if f != "gaussian"])
 def test_the_vae_comparison_runs_for_a_live_run_of_any_posterior_family(small_digits, family):
     """The live run on the Train page has, say, a Laplace q(z|x): the comparison is shown for that model."""
-    config = TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2, posterior=family), epochs=1,
-                         batch_size=32, device="cpu")
-    job = TrainingJob(config, small_digits)
-    job.step(1)
-    job.wait_until(lambda s: s.step >= 1, timeout=60)
-    try:
-        at = open_app_page()
-        at.session_state[JOB_KEY] = job
+    with live_app_run(family, small_digits) as (at, _):
         at.switch_page("pages/estimators.py").run()
         assert not at.exception
         assert at.selectbox(key="estimators:model").value == "live"
@@ -154,7 +146,4 @@ def test_the_vae_comparison_runs_for_a_live_run_of_any_posterior_family(small_di
         assert at.dataframe[0].value["tensor"].tolist()[:1] == ["encoder.0.0.weight"]
         variances = at.dataframe[0].value[["variance (pathwise)", "variance (score function)"]].to_numpy()
         assert np.isfinite(variances).all() and (variances > 0).all()
-        assert any(FAMILIES[family].name in t for t in texts)  # the page says which q(z|x) it compares under
-    finally:
-        job.stop()
-        job.join(timeout=10)
+        assert any(posterior_family(family).name in t for t in texts)  # the page says which q(z|x) it compares under

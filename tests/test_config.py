@@ -99,7 +99,7 @@ def test_settings_apply_on_top_of_their_preset():
      ({"device": "tpu"}, "Unknown device 'tpu'; choose one of auto, cpu, cuda."),
      ({"likelihood": "poisson"}, "Unknown likelihood 'poisson'; choose one of bernoulli, gaussian."),
      ({"posterior": "normal"},
-      "Unknown posterior 'normal'; choose one of gaussian, laplace, logistic, student-t, categorical."),
+      "Unknown posterior 'normal'; choose one of gaussian, laplace, logistic, student-t, gamma, categorical."),
      ({"encoder_gradient": "reinforce"},
       "Unknown encoder gradient 'reinforce'; choose one of pathwise, score_function, straight_through."),
      ({"encoder_gradient": "score_function", "posterior": "logistic"}, "exact KL"),

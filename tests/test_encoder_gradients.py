@@ -8,7 +8,7 @@ import torch
 from vae.config import POSTERIOR_FAMILIES, ModelConfig, TrainConfig
 from vae.encoder_gradients import encoder_gradient_samples, encoder_parameters, gradient_noise, mean_variance
 from vae.estimators import score_function_gradients
-from vae.families import FAMILIES, posterior_params, posterior_rsample
+from vae.families import posterior_family, posterior_params, posterior_rsample
 from vae.model import build_model
 
 
@@ -84,7 +84,7 @@ def test_one_estimate_of_each_estimator_is_autograd_through_the_familys_own_draw
     def reconstruction(z: torch.Tensor) -> torch.Tensor:  # (B,)
         return model.likelihood(model.decode(z)).log_prob(x) / len(x)
 
-    log_q = FAMILIES[family].log_prob(z.detach(), posterior_params(family, loc, scale)).sum(-1)  # (B,)
+    log_q = posterior_family(family).log_prob(z.detach(), posterior_params(family, loc, scale)).sum(-1)  # (B,)
     expected = {"pathwise": torch.autograd.grad(reconstruction(z).sum(), weights, retain_graph=True),
                 "score_function": torch.autograd.grad((reconstruction(z.detach()).detach() * log_q).sum(), weights)}
     for estimator, gradients in expected.items():

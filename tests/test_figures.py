@@ -15,6 +15,7 @@ from vae.figures import (
     REFERENCE_LABEL,
     held_out_figure,
     image_grid,
+    picture_captions,
     png_data_uri,
     running_mean,
     training_curves_figure,
@@ -205,3 +206,12 @@ def test_a_charts_note_is_broken_into_short_lines_on_an_opaque_box(note):
     assert all(len(line) <= NOTE_LINE_CHARACTERS for line in lines) and " ".join(lines) == note
     assert annotation.bgcolor == "white"
     assert not with_note(held_out_figure([]), "").layout.annotations  # no note, no box
+
+
+@pytest.mark.parametrize(("posterior", "decoded_from"), [("gaussian", "μ(x)"), ("laplace", "μ(x)"),
+                                                         ("gamma", "E[z|x] = α(x)/β(x)"),
+                                                         ("categorical", "likeliest category")])
+def test_the_pictures_say_which_point_of_q_each_image_is_decoded_from(posterior, decoded_from):
+    reconstructions, samples = picture_captions(posterior)
+    assert decoded_from in reconstructions and "z ~ p(z)" in samples
+    assert ("Gamma(1, 1)" in samples) == (posterior == "gamma")

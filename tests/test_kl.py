@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import integrate
+from scipy import integrate, stats
 from torch.distributions import kl_divergence
 
 from vae.config import POSTERIOR_FAMILIES
-from vae.families import FAMILIES, POSTERIOR_DF, posterior_params, posterior_rsample
+from vae.families import FAMILIES, POSTERIOR_DF, posterior_family, posterior_params, posterior_rsample
 from vae.kl import ANALYTIC_KL_FAMILIES, monte_carlo_kl, posterior_kl
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,11 +80,11 @@ def test_gaussian_kl_matches_closed_form():
 
 
 def test_the_analytic_families_are_those_torchs_registry_computes():
-    """Gaussian and Laplace pairs are registered; Student-t is not, and the Logistic's (a TransformedDistribution)
-    entry refuses transforms that differ, as q's and p's do."""
-    assert ANALYTIC_KL_FAMILIES == ("gaussian", "laplace")
+    """Gaussian, Laplace and Gamma pairs are registered; Student-t is not, and the Logistic's (a
+    TransformedDistribution) entry refuses transforms that differ, as q's and p's do."""
+    assert ANALYTIC_KL_FAMILIES == ("gaussian", "laplace", "gamma")
     for name in POSTERIOR_FAMILIES:
-        family = FAMILIES[name]
+        family = posterior_family(name)
         q = family.torch_dist(posterior_params(name, torch.tensor(0.5), torch.tensor(2.0)))
         p = family.torch_dist(posterior_params(name, torch.tensor(0.0), torch.tensor(1.0)))
         if name in ANALYTIC_KL_FAMILIES:
@@ -92,3 +92,15 @@ def test_the_analytic_families_are_those_torchs_registry_computes():
         else:
             with pytest.raises(NotImplementedError):
                 kl_divergence(q, p)
+
+
+@pytest.mark.parametrize("loc", [-2.0, 0.0, 2.0])
+@pytest.mark.parametrize("scale", [0.1, 1.0, 3.0])
+def test_the_gamma_posteriors_kl_is_exact_against_quadrature(loc, scale):
+    """q = Gamma(alpha = e^loc, beta = 1/scale) against p = Gamma(1, 1), integrated by scipy over z > 0."""
+    q, p = stats.gamma(math.exp(loc), scale=scale), stats.expon()
+    lower, upper = q.ppf(1e-12), q.ppf(1 - 1e-12)
+    exact = integrate.quad(lambda z: q.pdf(z) * (q.logpdf(z) - p.logpdf(z)), lower, upper, limit=200,
+                           points=[q.median()])[0]
+    kl = posterior_kl("gamma", torch.tensor([[loc]], dtype=torch.float64), torch.tensor([[scale]], dtype=torch.float64))
+    assert kl.item() == pytest.approx(exact, rel=1e-6, abs=1e-9)

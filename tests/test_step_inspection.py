@@ -6,11 +6,12 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from pages._session import JOB_KEY
 from tests.conftest import open_app_page
 from vae.config import POSTERIOR_FAMILIES, TrainConfig
-from vae.families import FAMILIES, posterior_params
+from vae.families import FAMILIES, posterior_family, posterior_params
 from vae.graphs import NO_GRADIENT, computation_graph, to_svg
 from vae.job import JobStatus, TrainingJob
 from vae.metrics import TRAIN_METRICS
@@ -44,8 +45,11 @@ def weight_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
 def test_z_is_the_familys_transform_of_the_recorded_noise(small_digits, small_config, family):
     record = recorded(config_for(small_config, family), small_digits)[2]
     assert record.family == family and record.noise.shape == record.z.shape == (32, 2)
-    if FAMILIES[family].kind == "location-scale":  # Gaussian, Laplace, Student-t: z = loc + scale * eps
+    if posterior_family(family).kind == "location-scale":  # Gaussian, Laplace, Student-t: z = loc + scale * eps
         expected = record.loc + record.scale * record.noise
+    elif family == "gamma":  # z = F^-1(u; alpha = e^loc, beta = 1/scale), scipy's quantile
+        assert ((record.noise > 0) & (record.noise < 1)).all()
+        expected = stats.gamma(np.exp(record.loc), scale=record.scale).ppf(record.noise)
     else:  # Logistic: z = loc + s log(u / (1 - u)), u ~ Uniform(0, 1)
         assert ((record.noise > 0) & (record.noise < 1)).all()
         expected = record.loc + record.scale * np.log(record.noise / (1 - record.noise))

@@ -39,6 +39,7 @@ class PosteriorFamily(StrEnum):  # vae.families implements the continuous ones, 
     LAPLACE = "laplace"
     LOGISTIC = "logistic"
     STUDENT_T = "student-t"
+    GAMMA = "gamma"  # z > 0, drawn by implicit reparameterization (vae.families.GAMMA_POSTERIOR)
     CATEGORICAL = "categorical"  # latent_dim variables of `categories` categories each
 
 
@@ -225,10 +226,11 @@ class ModelConfig:
     likelihood: Likelihood = setting(Likelihood.BERNOULLI, "Likelihood p(x|z)", widget="select")
     posterior: PosteriorFamily = setting(
         PosteriorFamily.GAUSSIAN, "Posterior q(z|x)", widget="select",
-        help="The prior p(z) is the same family at location 0, scale 1. The KL is exact for Gaussian and Laplace, "
-             "a Monte Carlo estimate for the others.",
+        help="The prior p(z) is the same family at location 0, scale 1 (for the Gamma: Gamma(1, 1)). The KL is "
+             "exact for Gaussian, Laplace and Gamma, a Monte Carlo estimate for the others.",
         choice_labels={"gaussian": "Gaussian", "laplace": "Laplace", "logistic": "Logistic",
-                       "student-t": "Student-t", "categorical": "Categorical (discrete z)"},
+                       "student-t": "Student-t", "gamma": "Gamma (z > 0, implicit gradients)",
+                       "categorical": "Categorical (discrete z)"},
     )
     categories: int = setting(10, "Categories per latent variable", low=2, high=MAX_CATEGORIES,
                               help="Categorical posterior only: each of the latent variables takes one of this "

@@ -8,7 +8,7 @@ import torch
 
 from vae.categorical import categorical_terms
 from vae.estimators import score_function_surrogate
-from vae.families import FAMILIES, posterior_params, posterior_rsample
+from vae.families import posterior_family, posterior_params, posterior_rsample
 from vae.kl import posterior_kl_per_dimension
 from vae.model import VAE
 
@@ -56,7 +56,7 @@ def elbo_terms(
     reconstruction = model.likelihood(model.decode(z)).log_prob(x)  # (B,)
     surrogate = None
     if encoder_gradient == "score_function":
-        log_q = FAMILIES[family].log_prob(z, posterior_params(family, loc, scale)).sum(-1)  # (B,)
+        log_q = posterior_family(family).log_prob(z, posterior_params(family, loc, scale)).sum(-1)  # (B,)
         surrogate = score_function_surrogate(log_q, reconstruction, baseline)  # (B,)
     kl_per_dimension = posterior_kl_per_dimension(family, loc, scale, z)  # (B, K)
     return ElboTerms(reconstruction, kl_per_dimension.sum(-1), surrogate, kl_per_dimension)

@@ -61,7 +61,7 @@ from vae.control_variates import (
     check_variance_reduction,
     control_variate_terms,
 )
-from vae.families import FAMILIES, posterior_params, uniform_noise
+from vae.families import posterior_family, posterior_params, uniform_noise
 from vae.measure_valued import WEAK_DERIVATIVES
 
 Cost = Callable[[torch.Tensor], torch.Tensor]  # z (R, K, *shape) -> per-draw cost (R, K) or (R, K, *shape[:n])
@@ -178,6 +178,9 @@ def measure_valued_gradients(
     gives one value per problem, move together). `baseline` is ignored: a constant cancels in the difference.
     """
     loc, scale = _checked(params, baseline, family)
+    if family not in WEAK_DERIVATIVES:
+        raise ValueError(f"The measure-valued estimator is written here for the symmetric location-scale "
+                         f"families ({', '.join(WEAK_DERIVATIVES)}), not for a {family} posterior.")
     law = WEAK_DERIVATIVES[family]
     noise = _noise(family, loc, (repetitions, num_samples), generator)  # (R, K, *shape), drawn first
     eps = _draw(family, torch.zeros_like(loc), torch.ones_like(loc), noise)  # the standard member's draws
@@ -230,17 +233,17 @@ def _noise(family: str, like: torch.Tensor, batch: tuple[int, ...], generator: t
            ) -> torch.Tensor:
     """The family's base noise (ε ~ N(0, 1) for the Gaussian) of shape (*batch, *like.shape), in like's dtype,
     from `generator` only."""
-    return FAMILIES[family].sample_base((*batch, *like.shape), generator, posterior_params(family, like, like))
+    return posterior_family(family).sample_base((*batch, *like.shape), generator, posterior_params(family, like, like))
 
 
 def _draw(family: str, loc: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """z = g(loc, scale, noise), differentiable in loc and scale (loc + scale ε for the Gaussian)."""
-    return FAMILIES[family].transform(posterior_params(family, loc, scale), noise)
+    return posterior_family(family).transform(posterior_params(family, loc, scale), noise)
 
 
 def _log_q(family: str, z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """log q(z; loc, scale) elementwise, from the family's exact density; loc and scale broadcast against z."""
-    return FAMILIES[family].log_prob(z, posterior_params(family, loc, scale))
+    return posterior_family(family).log_prob(z, posterior_params(family, loc, scale))
 
 
 def _checked_cost(cost: Cost, z: torch.Tensor) -> torch.Tensor:

@@ -26,11 +26,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special, stats
 from torch.distributions import (
     AffineTransform,
     Cauchy,
     Distribution,
+    Gamma,
     Laplace,
     Normal,
     Pareto,
@@ -44,7 +45,7 @@ from torch.distributions import (
 # The config names the posterior families; this module implements them.
 from vae.config import POSTERIOR_FAMILIES
 
-Kind = Literal["location-scale", "inverse-CDF"]
+Kind = Literal["location-scale", "inverse-CDF", "implicit"]
 Params = Mapping[str, torch.Tensor | float]
 Shape = Sequence[int] | torch.Size | int
 ScipyDist = Any  # a frozen scipy.stats distribution (scipy has no public name for its type)
@@ -397,6 +398,51 @@ class ParetoFamily(Family):
         return z >= scale, torch.maximum(z, scale)
 
 
+class _StandardGammaQuantile(torch.autograd.Function):
+    """z = F^{-1}(u; alpha) of Gamma(alpha, 1) with u held fixed. No closed form: scipy inverts the CDF
+    numerically, and the backward pass uses the implicit gradient dz/dalpha = -(dF/dalpha) / q(z; alpha), which
+    torch's own Gamma.rsample backpropagates (`torch._standard_gamma_grad`, the one private call here)."""
+
+    @staticmethod
+    def forward(ctx: Any, concentration: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        alpha, u = torch.broadcast_tensors(concentration.detach(), u.detach())
+        z = special.gammaincinv(alpha.cpu().double().numpy(), u.cpu().double().numpy())  # scipy: CPU, float64
+        # the smallest positive number, not 0, for a u so small that z underflows: log z stays finite
+        z = torch.as_tensor(z, dtype=u.dtype, device=u.device).clamp_min(torch.finfo(u.dtype).tiny)
+        ctx.save_for_backward(alpha, z)
+        ctx.concentration_shape = concentration.shape
+        return z
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        alpha, z = ctx.saved_tensors
+        return (grad * torch._standard_gamma_grad(alpha, z)).sum_to_size(ctx.concentration_shape), None
+
+
+@dataclass(frozen=True)
+class GammaFamily(Family):
+    """z = F^{-1}(u; alpha, beta) = F^{-1}(u; alpha, 1) / beta, z > 0: Figurnov et al. (2018)'s implicit
+    reparameterization. The quantile has no closed form, but holding u = F(z) fixed as the params move still
+    gives a pathwise gradient: dz/dalpha = -(dF/dalpha) / q(z), and dz/dbeta = -z / beta. The noise is
+    u ~ Uniform(0, 1) from the caller's generator, so a draw repeats exactly, as every family's does."""
+
+    def transform(self, params: Params, noise: torch.Tensor) -> torch.Tensor:
+        p = self.resolve(params)
+        concentration = torch.as_tensor(p["concentration"], dtype=noise.dtype, device=noise.device)
+        return _StandardGammaQuantile.apply(concentration, clamp_uniform(noise)) / p["rate"]
+
+    def derivatives(self, params: Params, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.resolve(params)
+        ones = _ones(p, noise)
+        alpha = ones * torch.as_tensor(p["concentration"], dtype=noise.dtype, device=noise.device)
+        standard = _StandardGammaQuantile.apply(alpha, clamp_uniform(noise))
+        return {"concentration": torch._standard_gamma_grad(alpha, standard) / p["rate"],
+                "rate": -standard / p["rate"] ** 2}
+
+    def _support(self, z: torch.Tensor, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        return z > 0, z.clamp_min(torch.finfo(z.dtype).tiny)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the laws torch or scipy spell differently (each adapter takes the params by their names here)
 # ---------------------------------------------------------------------------------------------------------------
@@ -540,12 +586,57 @@ def gradients_at(family: Family, params: Mapping[str, float], noise_value: float
 POSTERIOR_DF = 3.0  # nu of a Student-t posterior and prior: fixed, since nu is not reparameterized
 
 
-def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:
-    """The params of q(z|x) = family(loc, scale) (with nu = POSTERIOR_DF for the Student-t)."""
+# A Gamma posterior (z > 0) has no location and scale: the encoder's two outputs are log alpha and 1 / beta, so
+# that "loc 0, scale 1", the prior, is Gamma(1, 1), the exponential law; its KL is exact (torch's registry).
+GAMMA_POSTERIOR = GammaFamily(
+    name="Gamma", params=(Param("concentration", r"\alpha", 2.0, 0.2, 10.0), Param("rate", r"\beta", 1.0, 0.2, 5.0)),
+    kind="implicit", base="u ~ Uniform(0, 1)", formula=r"z = F^{-1}(u;\,\alpha, \beta)",
+    derivative_formulas=(r"\partial z/\partial\alpha = -\frac{\partial F/\partial\alpha}{q(z)}",
+                         r"\partial z/\partial\beta = -z/\beta"),
+    torch_law=Gamma, scipy_law=lambda concentration, rate: stats.gamma(concentration, scale=1.0 / rate),
+)
+
+
+def posterior_family(family_name: str) -> Family:
+    """The family of q(z|x) for a continuous posterior of vae.config (a row of `FAMILIES`, or the Gamma)."""
     if family_name not in POSTERIOR_FAMILIES:
         raise ValueError(f"{family_name!r} is not a posterior family; choose one of {POSTERIOR_FAMILIES}")
+    return GAMMA_POSTERIOR if family_name == "gamma" else FAMILIES[family_name]
+
+
+def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:
+    """The params of q(z|x) = family(loc, scale) (with nu = POSTERIOR_DF for the Student-t; for the Gamma,
+    alpha = exp(loc) and beta = 1 / scale)."""
+    posterior_family(family_name)  # rejects a name that is not a posterior family
+    if family_name == "gamma":
+        return {"concentration": torch.exp(torch.as_tensor(loc)), "rate": 1.0 / torch.as_tensor(scale)}
     extra = {"df": POSTERIOR_DF} if family_name == "student-t" else {}
     return {"loc": loc, "scale": scale, **extra}
+
+
+def posterior_spread(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """How wide q(z|x) is, for a picture: its scale (sigma, b, s) for the symmetric families, the standard
+    deviation sqrt(alpha) / beta for the Gamma."""
+    if family_name == "gamma":
+        return torch.exp(0.5 * loc) * scale
+    posterior_family(family_name)
+    return scale
+
+
+def prior_law(family_name: str) -> ScipyDist:
+    """p(z) of one latent dimension as a frozen scipy law: the posterior's family at loc 0, scale 1."""
+    zero, one = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    params = posterior_params(family_name, zero, one)
+    return posterior_family(family_name).scipy_dist({name: float(value) for name, value in params.items()})
+
+
+def posterior_mean(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """E[z] under q(z|x): the point an image is decoded from for pictures and the one the Latent page plots.
+    loc for the symmetric families (their centre, where each has its mean), alpha / beta for the Gamma."""
+    if family_name == "gamma":
+        return torch.exp(loc) * scale
+    posterior_family(family_name)
+    return loc
 
 
 def posterior_rsample(
@@ -553,4 +644,4 @@ def posterior_rsample(
 ) -> torch.Tensor:
     """z ~ q(z|x) by reparameterization, one draw per entry of loc: (B, K) -> (B, K)."""
     params = posterior_params(family_name, loc, scale)
-    return FAMILIES[family_name].rsample(params, loc.shape, generator)
+    return posterior_family(family_name).rsample(params, loc.shape, generator)

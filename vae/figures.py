@@ -189,12 +189,16 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
-def picture_captions(categorical: bool) -> tuple[str, str]:
-    """What the Train page's two pictures show: the reconstructions' caption, then the prior samples'. A categorical
-    z has no mean μ(x): it decodes each variable's likeliest category, and p(z) is uniform over the categories."""
-    if categorical:
+def picture_captions(posterior: str) -> tuple[str, str]:
+    """What the Train page's two pictures show for a run with this posterior family: the reconstructions'
+    caption, then the prior samples'. A categorical z has no mean: it decodes each variable's likeliest category,
+    and p(z) is uniform over the categories; a Gamma z decodes from its mean α(x)/β(x)."""
+    if posterior == "categorical":
         return ("Held-out originals (top), decoded from each variable's likeliest category (bottom).",
                 "The decoder applied to 20 fixed draws z ~ p(z), a uniform category per variable.")
+    if posterior == "gamma":
+        return ("Held-out originals (top), decoded from their mean E[z|x] = α(x)/β(x) (bottom).",
+                "The decoder applied to 20 fixed draws z ~ p(z) = Gamma(1, 1).")
     return ("Held-out originals (top), decoded from their μ(x) (bottom).",
             "The decoder applied to 20 fixed draws z ~ p(z).")
 
@@ -279,14 +283,16 @@ def implicit_gradient_figure(z: np.ndarray, torch_gradient: np.ndarray, grid: np
     return figure
 
 
-def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, height: int = 380) -> go.Figure:
-    """Per latent dimension: the encoder's mu(x) with a ±sigma(x) bar, and draws z = mu + sigma * eps."""
+def posterior_figure(loc: np.ndarray, scale: np.ndarray, z_samples: np.ndarray, height: int = 380,
+                     names: tuple[str, str] = ("z = μ + σ·ε", "μ(x) ± σ(x)")) -> go.Figure:
+    """Per latent dimension: the encoder's mu(x) with a ±sigma(x) bar, and draws z = mu + sigma * eps (`names`
+    says otherwise for a posterior drawn another way)."""
     dims = np.arange(1, len(loc) + 1)
     figure = go.Figure(layout=_plain_layout("latent dimension", "value", height))
     jitter = np.random.default_rng(0).uniform(-0.18, 0.18, size=z_samples.shape)
     figure.add_scatter(x=(dims + jitter).ravel().astype(np.float32), y=z_samples.ravel().astype(np.float32),
-                       mode="markers", name="z = μ + σ·ε", marker={"color": PALETTE["z"], "size": 5, "opacity": 0.4})
-    figure.add_scatter(x=dims, y=loc.astype(np.float32), mode="markers", name="μ(x) ± σ(x)",
+                       mode="markers", name=names[0], marker={"color": PALETTE["z"], "size": 5, "opacity": 0.4})
+    figure.add_scatter(x=dims, y=loc.astype(np.float32), mode="markers", name=names[1],
                        marker={"color": PALETTE["mu"], "size": 14, "symbol": "diamond"},
                        error_y={"type": "data", "array": scale.astype(np.float32), "color": PALETTE["sigma"],
                                 "thickness": 3, "width": 8})

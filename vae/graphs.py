@@ -85,9 +85,12 @@ class _Words:
 
 def _words(family: Family | None) -> _Words:
     """The Gaussian's words by default; a location-scale family shifts and scales its standard noise, an
-    inverse-CDF one turns a uniform u into z = F⁻¹(u; μ, s)."""
+    inverse-CDF one turns a uniform u into z = F⁻¹(u; μ, s), and the Gamma inverts its CDF numerically (the
+    implicit gradient)."""
     if family is None or family.name == "Gaussian":
         return _Words()
+    if family.kind == "implicit":  # the Gamma posterior: the encoder's μ and σ are log α and 1/β
+        return _Words("σ", "1/rate", f"{family.name}(e^μ, 1/σ)", "u", family.base, "F⁻¹(u; e^μ, 1/σ)")
     scale = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
     noise = "ε" if family.kind == "location-scale" else "u"
     z = f"μ + {scale} ⊙ ε" if noise == "ε" else f"F⁻¹(u; μ, {scale})"

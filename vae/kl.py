@@ -11,7 +11,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from vae.config import POSTERIOR_FAMILIES
-from vae.families import FAMILIES, posterior_params
+from vae.families import posterior_family, posterior_params
 
 
 def _prior_params(family_name: str, like: torch.Tensor) -> dict[str, torch.Tensor | float]:
@@ -25,7 +25,7 @@ def _has_closed_form(family_name: str) -> bool:
     A probe rather than a lookup of the classes in `torch.distributions.kl._KL_REGISTRY`: the registry's entry for
     two TransformedDistributions (the Logistic) only handles equal transforms, and raises for any other pair.
     """
-    family = FAMILIES[family_name]
+    family = posterior_family(family_name)
     q = family.torch_dist(posterior_params(family_name, torch.tensor(0.5), torch.tensor(2.0)))
     try:
         kl_divergence(q, family.torch_dist(_prior_params(family_name, torch.tensor(0.0))))
@@ -48,7 +48,7 @@ def monte_carlo_kl(family_name: str, loc: torch.Tensor, scale: torch.Tensor, z: 
 
 def _monte_carlo_kl_per_dimension(family_name: str, loc: torch.Tensor, scale: torch.Tensor,
                                   z: torch.Tensor) -> torch.Tensor:
-    family = FAMILIES[family_name]
+    family = posterior_family(family_name)
     q = posterior_params(family_name, loc, scale)
     return family.log_prob(z, q) - family.log_prob(z, _prior_params(family_name, loc))  # (B, K)
 
@@ -71,7 +71,7 @@ def posterior_kl_per_dimension(
     """
     q_params = posterior_params(family_name, loc, scale)  # also rejects a non-posterior family
     if family_name in ANALYTIC_KL_FAMILIES:
-        family = FAMILIES[family_name]
+        family = posterior_family(family_name)
         p = family.torch_dist(_prior_params(family_name, loc))
         return kl_divergence(family.torch_dist(q_params), p)  # (B, K)
     if z is None:

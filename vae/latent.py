@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from sklearn.decomposition import PCA
 
-from vae.families import posterior_rsample
+from vae.families import posterior_mean, posterior_rsample, posterior_spread, prior_law
 from vae.kl import posterior_kl
 from vae.model import VAE
 
@@ -28,18 +27,48 @@ def decode_images(model: VAE, z: np.ndarray | torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def posterior_means(model: VAE, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """mu(x) for every row of x (N, D): (N, K)."""
-    chunks = [model.encode(torch.as_tensor(x[i : i + batch_size]))[0] for i in range(0, len(x), batch_size)]
+    """E[z|x] (mu(x); alpha(x)/beta(x) for a Gamma posterior) for every row of x (N, D): (N, K)."""
+    family = model.config.posterior
+    chunks = [posterior_mean(family, *model.encode(torch.as_tensor(x[i : i + batch_size])))
+              for i in range(0, len(x), batch_size)]
     return torch.cat(chunks).numpy()
 
 
-def grid_coordinates(count: int, extent: float) -> np.ndarray:
-    """`count` latent coordinates spaced by the Gaussian inverse CDF, as in the AEVB paper's appendix: equal
-    steps of probability (covering the central `extent` of the prior's mass), not equal steps of z."""
+def grid_coordinates(count: int, extent: float, family: str = "gaussian") -> np.ndarray:
+    """`count` latent coordinates spaced by the prior's inverse CDF (the Gaussian's, as in the AEVB paper's
+    appendix): equal steps of probability (covering the central `extent` of the prior's mass), not equal steps
+    of z."""
     if not 0 < extent < 1:
         raise ValueError("The extent is a probability mass strictly between 0 and 1.")
     probabilities = np.linspace(0.5 - extent / 2, 0.5 + extent / 2, count)
-    return stats.norm.ppf(probabilities)
+    return prior_law(family).ppf(probabilities)
+
+
+def latent_range(family: str) -> tuple[float, float]:
+    """Where the Latent page's sliders reach: three standard units either side of 0 on the whole line, and from 0
+    to the prior's 99.5% point (rounded up) for a positive z (the Gamma)."""
+    if family == "gamma":
+        return 0.0, float(np.ceil(prior_law(family).ppf(0.995)))
+    return -3.0, 3.0
+
+
+def sweep_values(family: str, count: int = 9) -> np.ndarray:
+    """The values one coordinate sweeps through in a traversal: -2.5 to 2.5 on the whole line; the prior's 1% to
+    99% points (rounded to 0.1) for a positive z."""
+    if family == "gamma":
+        low, high = np.round(prior_law(family).ppf([0.01, 0.99]), 1)
+        return np.linspace(max(low, 0.1), high, count)
+    return np.linspace(-2.5, 2.5, count)
+
+
+def prior_centre(family: str, latent_dim: int) -> np.ndarray:
+    """The prior's mean in every dimension: where the Latent page starts and Reset goes (0; 1 for Gamma(1, 1))."""
+    return np.full(latent_dim, float(prior_law(family).mean()))
+
+
+def prior_draw(family: str, latent_dim: int, seed: int) -> np.ndarray:
+    """One seeded draw z ~ p(z): (latent_dim,)."""
+    return prior_law(family).rvs(size=latent_dim, random_state=np.random.default_rng(seed))
 
 
 def manifold_grid(model: VAE, count: int = 15, extent: float = 0.9) -> np.ndarray:
@@ -47,7 +76,7 @@ def manifold_grid(model: VAE, count: int = 15, extent: float = 0.9) -> np.ndarra
     (high) to bottom (low), second axis z1 from left to right, as the picture is read."""
     if model.config.latent_dim != 2:
         raise ValueError("The manifold grid needs a 2-D latent space.")
-    coordinates = grid_coordinates(count, extent)
+    coordinates = grid_coordinates(count, extent, model.config.posterior)
     z1, z2 = np.meshgrid(coordinates, coordinates[::-1])  # (count, count) each
     images = decode_images(model, np.stack([z1.ravel(), z2.ravel()], axis=1))
     return images.reshape(count, count, *model.config.input_shape)
@@ -145,7 +174,7 @@ def latent_usage(model: VAE, x: np.ndarray) -> LatentUsage:
     per_dimension = [posterior_kl(family, loc[:, k : k + 1], scale[:, k : k + 1],
                                   _sample(model, loc[:, k : k + 1], scale[:, k : k + 1])).mean()
                      for k in range(loc.shape[1])]
-    means = loc.numpy()
+    means = posterior_mean(family, loc, scale).numpy()
     return LatentUsage(means, means.var(axis=0), torch.stack(per_dimension).numpy(), active_units(means))
 
 
@@ -168,8 +197,10 @@ def projection_2d(means: np.ndarray) -> tuple[np.ndarray, str]:
 class PosteriorDraws:
     """q(z|x) for one image: its parameters, draws of z, and the image beside the decoder's output for some."""
 
-    loc: np.ndarray  # (K,)
+    loc: np.ndarray  # (K,), the encoder's outputs (log alpha and 1/beta for a Gamma posterior)
     scale: np.ndarray  # (K,)
+    mean: np.ndarray  # (K,), E[z|x]: loc, or alpha/beta for the Gamma
+    spread: np.ndarray  # (K,): scale, or the Gamma's standard deviation
     z: np.ndarray  # (count, K)
     pictures: np.ndarray  # (1 + decoded, H, W): the image x, then decoded draws
 
@@ -183,4 +214,6 @@ def posterior_draws(model: VAE, image: np.ndarray, count: int = 40, decoded: int
     z = posterior_rsample(model.config.posterior, loc.expand(count, -1), scale.expand(count, -1), generator)
     images = torch.cat([x, model.mean_image(model.decode(z[:decoded]))])  # (1 + decoded, D)
     pictures = images.reshape(-1, *model.config.input_shape).numpy()
-    return PosteriorDraws(loc[0].numpy(), scale[0].numpy(), z.numpy(), pictures)
+    family = model.config.posterior
+    return PosteriorDraws(loc[0].numpy(), scale[0].numpy(), posterior_mean(family, loc, scale)[0].numpy(),
+                          posterior_spread(family, loc, scale)[0].numpy(), z.numpy(), pictures)

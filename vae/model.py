@@ -11,7 +11,7 @@ from torch.distributions import Bernoulli, Independent, Normal
 
 from vae.config import ModelConfig
 from vae.discrete import one_hot_codes
-from vae.families import posterior_rsample
+from vae.families import posterior_mean, posterior_rsample
 
 # nn.Linear initialises from the global RNG, which every thread shares: build models one at a time.
 _INIT_LOCK = threading.Lock()
@@ -92,13 +92,14 @@ def count_parameters(model: nn.Module) -> int:
 
 @torch.no_grad()
 def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
-    """Decode each x from its posterior mean mu(x) (a categorical posterior: each variable's likeliest category):
+    """Decode each x from its posterior mean E[z|x] (mu(x); alpha/beta for a Gamma; a categorical posterior: each
+    variable's likeliest category):
     (B, D) -> (B, D) pixel means, noise-free for pictures."""
     if model.config.categorical:
         logits = model.encode_logits(x)  # (B, N, K)
         return model.mean_image(model.decode(one_hot_codes(logits.argmax(-1), logits.shape[-1], logits.dtype)))
-    loc, _ = model.encode(x)
-    return model.mean_image(model.decode(loc))
+    loc, scale = model.encode(x)
+    return model.mean_image(model.decode(posterior_mean(model.config.posterior, loc, scale)))
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vae.families import FAMILIES, posterior_params
+from vae.families import posterior_family, posterior_params
 from vae.metrics import TRAIN_METRICS, JobStatus
 from vae.model import VAE
 
@@ -57,7 +57,7 @@ class StepRecord:
     """One SGD step, as CPU numpy arrays: B examples, K latent dimensions, D pixels."""
 
     step: int  # the step count after this step: 1 is the first
-    family: str  # q(z|x)'s family, a key of vae.families.FAMILIES
+    family: str  # q(z|x)'s family, one of vae.config.POSTERIOR_FAMILIES
     image_shape: tuple[int, int]
     indices: np.ndarray | None  # (B,) rows of the training set (None: a batch given by the caller)
     x: np.ndarray  # (B, D)
@@ -107,8 +107,8 @@ class StepRecorder:
         family = self.model.config.posterior
         loc, scale = self.model.encode(self.x)  # (B, K) each; the same weights and input as the step's
         params = posterior_params(family, loc, scale)
-        noise = FAMILIES[family].sample_base(loc.shape, self.replay, params)  # (B, K)
-        return loc, scale, noise, FAMILIES[family].transform(params, noise)
+        noise = posterior_family(family).sample_base(loc.shape, self.replay, params)  # (B, K)
+        return loc, scale, noise, posterior_family(family).transform(params, noise)
 
     def _path_gradients(self, loc: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor,
                         z: torch.Tensor) -> PathGradients:
@@ -162,15 +162,18 @@ def graph_numbers(record: StepRecord, dim: int = 0) -> dict[str, tuple[float | N
 def latent_table(record: StepRecord, examples: int = 3, dims: int = 3) -> dict[str, list]:
     """Columns of a small table, one row per (example, latent dimension): noise, loc, scale and z, headed with
     the family's own symbols (eps or u; sigma, b or s)."""
-    family = FAMILIES[record.family]
+    family = posterior_family(record.family)
     noise_name = "ε" if family.kind == "location-scale" else "u"
-    scale_name = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
+    if record.family == "gamma":  # the encoder's outputs are log alpha and 1 / beta (vae.families.posterior_params)
+        loc_name, scale_name = "log α", "1/β"
+    else:
+        loc_name, scale_name = "μ", plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
     rows = [(i, k) for i in range(min(examples, record.batch_size)) for k in range(min(dims, record.z.shape[1]))]
     return {
         "image": [i + 1 for i, _ in rows],
         "dim": [k + 1 for _, k in rows],
         noise_name: [float(record.noise[i, k]) for i, k in rows],
-        "μ": [float(record.loc[i, k]) for i, k in rows],
+        loc_name: [float(record.loc[i, k]) for i, k in rows],
         scale_name: [float(record.scale[i, k]) for i, k in rows],
         "z": [float(record.z[i, k]) for i, k in rows],
     }
