@@ -116,7 +116,7 @@ def fragment(body: Callable[..., Any] | None = None, *, run_every: float | None 
 def redraw_period(jobs: Iterable[TrainingJob | None]) -> float | None:
     """How often a view of these runs redraws now: at the pace of the liveliest (`REDRAW_PERIOD_S`); None when
     none of them can change any more."""
-    periods = [REDRAW_PERIOD_S.get(job.snapshot().status) for job in jobs if job is not None]
+    periods = [REDRAW_PERIOD_S.get(job.status) for job in jobs if job is not None]
     return min((period for period in periods if period is not None), default=None)
 
 

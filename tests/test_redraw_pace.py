@@ -11,7 +11,7 @@ ENDED = [JobStatus.FINISHED, JobStatus.STOPPED, JobStatus.FAILED]
 
 
 def run(status: JobStatus) -> SimpleNamespace:
-    return SimpleNamespace(snapshot=lambda: SimpleNamespace(status=status))
+    return SimpleNamespace(status=status)
 
 
 @pytest.mark.parametrize("status", ENDED)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from vae.baselines import BASELINES, PILOT_SAMPLES
-from vae.families import posterior_family, posterior_params
+from vae.families import prior_law
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def check_variance_reduction(name: str) -> None:
 
 def base_variance(family: str) -> float:
     """Var[ε] of the family's standard member (1 for the Gaussian, 2 for the Laplace, 3 for Student-t(3))."""
-    return float(posterior_family(family).scipy_dist(posterior_params(family, 0.0, 1.0)).var())
+    return float(prior_law(family).var())
 
 
 @dataclass(frozen=True)

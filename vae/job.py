@@ -175,6 +175,11 @@ class TrainingJob:
                 raise TimeoutError(f"The job did not get there in {timeout} s: {snap.status_line}.")
             time.sleep(poll)
 
+    @property
+    def status(self) -> JobStatus:
+        """The run's status now, without a snapshot's copy of every curve (the pages ask it on every redraw)."""
+        return self._worker.publisher.status
+
     def snapshot(self) -> JobSnapshot:
         return self._worker.snapshot()
 

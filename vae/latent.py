@@ -44,18 +44,24 @@ def grid_coordinates(count: int, extent: float, family: str = "gaussian") -> np.
     return prior_law(family).ppf(probabilities)
 
 
+def _bounded_below(family: str) -> bool:
+    """Whether z has a lower end (the Gamma's z > 0) rather than the whole line: read from the prior's support."""
+    return bool(np.isfinite(prior_law(family).support()[0]))
+
+
 def latent_range(family: str) -> tuple[float, float]:
-    """Where the Latent page's sliders reach: three standard units either side of 0 on the whole line, and from 0
-    to the prior's 99.5% point (rounded up) for a positive z (the Gamma)."""
-    if family == "gamma":
-        return 0.0, float(np.ceil(prior_law(family).ppf(0.995)))
+    """Where the Latent page's sliders reach: three standard units either side of 0 on the whole line, and from
+    the lower end to the prior's 99.5% point (rounded up) for a z bounded below (the Gamma: 0 to 6)."""
+    if _bounded_below(family):
+        law = prior_law(family)
+        return float(law.support()[0]), float(np.ceil(law.ppf(0.995)))
     return -3.0, 3.0
 
 
 def sweep_values(family: str, count: int = 9) -> np.ndarray:
     """The values one coordinate sweeps through in a traversal: -2.5 to 2.5 on the whole line; the prior's 1% to
-    99% points (rounded to 0.1) for a positive z."""
-    if family == "gamma":
+    99% points (rounded to 0.1, from 0.1 at least) for a z bounded below."""
+    if _bounded_below(family):
         low, high = np.round(prior_law(family).ppf([0.01, 0.99]), 1)
         return np.linspace(max(low, 0.1), high, count)
     return np.linspace(-2.5, 2.5, count)
