@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "slider_latency": (["--presses", "50"], ["--presses", "5"]),
     "variance_lab": (["--rounds", "7"], ["--rounds", "2"]),
     "ui_cost": (["--rounds", "3"], ["--rounds", "1", "--window", "5"]),
+    "scaling": (["--seconds", "1.5"], ["--seconds", "0.2"]),
 }
 
 

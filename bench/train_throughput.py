@@ -14,13 +14,14 @@ is favoured by the machine's state; the medians over rounds are reported (robust
 --steps above ~430 the library's rounds start to include its end-of-epoch held-out evaluation (469 steps
 per epoch), which the peer's train() loop does not do. It also measures the float32 matmul peak of this
 machine with the same thread count and reports each loop's fraction of the physical limit
-peak / (FLOPs per training step).
+peak / (FLOPs per training step), with the ceiling that the step's matmuls alone reach through autograd (small
+matrices run below the peak of large square ones); --profile adds where a step's time goes, part by part.
 
 Data: real MNIST when IDX files are found (`--data DIR`, else `vae.data.default_data_dir()/mnist`); with only
 the 10k test images, they are repeated to 60000 training images so an epoch is as long as MNIST's. Nothing is
 ever downloaded: with no files, random uint8 images of MNIST's shape are used, and the report says so.
 
-    python bench/train_throughput.py --data /path/to/mnist-idx-folder [--steps 300] [--threads 2] [--json]
+    python bench/train_throughput.py --data /path/to/mnist-idx-folder [--steps 300] [--threads 2] [--profile] [--json]
 """
 
 from __future__ import annotations
@@ -275,10 +276,63 @@ def matmul_peak_gflops(device: torch.device, seconds: float = 1.0) -> float:
 
 
 def flops_per_step(batch: int, sizes: tuple[tuple[int, int], ...]) -> float:
-    """Forward matmul FLOPs (2*B*in*out per linear layer) times 3 for forward + backward (the gradients with
-    respect to weights and to inputs each cost a forward's worth). 784-400-20 at batch 128: 0.500 GFLOP, a
-    slight overcount, since nothing needs the gradient with respect to the pixels (0.420 GFLOP without it)."""
-    return 3 * sum(2 * batch * n_in * n_out for n_in, n_out in sizes)
+    """The matmul FLOPs autograd runs per step: each linear layer's forward (2*B*in*out), its weight gradient
+    (the same) and its input gradient (the same again), except the first layer's: nothing asks for the gradient
+    with respect to the pixels. 784-400-20 at batch 128: 0.420 GFLOP."""
+    forward = [2 * batch * n_in * n_out for n_in, n_out in sizes]
+    return 3 * sum(forward) - forward[0]
+
+
+def bare_matmul_rate(device: torch.device, batch: int, sizes: tuple[tuple[int, int], ...], seconds: float) -> float:
+    """Steps/s of the preset's matmuls alone, through autograd (encoder, the loc and scale heads, decoder, their
+    backward pass with two ReLUs and nothing else: no loss, optimiser, data or metrics): the ceiling any training
+    loop with these shapes has on this machine."""
+    x = torch.rand(batch, sizes[0][0], device=device)
+    encoder, loc_head, scale_head, decoder_in, decoder_out = (
+        torch.randn(n_out, n_in, device=device, requires_grad=True) for n_in, n_out in sizes)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or steps < 3:
+        hidden = torch.relu(x @ encoder.T)
+        z = hidden @ loc_head.T + hidden @ scale_head.T
+        (torch.relu(z @ decoder_in.T) @ decoder_out.T).sum().backward()
+        steps += 1
+    _synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+# Where a step's time goes: torch profiler op names -> a part of the step.
+STEP_PARTS = {
+    "matmuls": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "optimiser (Adam, zero_grad)": ("aten::_fused_adam_", "aten::_foreach_add_", "Optimizer.step#Adam.step",
+                                    "Optimizer.zero_grad#Adam.zero_grad"),
+    "gradient norm": ("aten::linalg_vector_norm", "aten::_foreach_norm"),
+}
+
+
+def step_profile(images: Images, device: torch.device, steps: int = 60) -> list[tuple[str, float]]:
+    """(part, ms per step) of `Trainer.step` on the preset, from torch's profiler: matmuls, the optimiser, the
+    gradient norm, every other op (the loss's elementwise work, the minibatch's gather, the metrics row), and the
+    rest of the wall time (Python, dispatch and autograd's bookkeeping)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from vae.trainer import Trainer
+
+    trainer = Trainer(preset_config(PRESET).replace(device=device.type), library_dataset(images), device)
+    for _ in range(10):
+        trainer.step()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step()
+        wall = time.perf_counter() - start
+    self_ms = {event.key: event.self_cpu_time_total / 1000 / steps for event in profiler.key_averages()}
+    parts = [(part, sum(self_ms.get(name, 0.0) for name in names)) for part, names in STEP_PARTS.items()]
+    named = {name for names in STEP_PARTS.values() for name in names}
+    autograd = sum(ms for name, ms in self_ms.items() if name.startswith("autograd::") or name.endswith("Backward0"))
+    other_ops = sum(ms for name, ms in self_ms.items() if name not in named) - autograd
+    parts += [("other ops (loss, gather, metrics)", other_ops), ("autograd's bookkeeping", autograd)]
+    parts.append(("Python and dispatch (the rest)", max(0.0, wall * 1000 / steps - sum(ms for _, ms in parts))))
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,8 +388,10 @@ def report(args: argparse.Namespace) -> dict[str, object]:
     model = preset_config(PRESET).model
     hidden, latent, pixels = model.hidden_sizes[0], model.latent_dim, model.input_dim
     layers = ((pixels, hidden), (hidden, latent), (hidden, latent), (latent, hidden), (hidden, pixels))
-    flops = flops_per_step(preset_config(PRESET).batch_size, layers)
+    batch = preset_config(PRESET).batch_size
+    flops = flops_per_step(batch, layers)
     limit = peak * 1e9 / flops
+    ceiling = bare_matmul_rate(device, batch, layers, seconds=2.0)
     return {
         "device": str(device),
         "threads": threads,
@@ -350,6 +406,9 @@ def report(args: argparse.Namespace) -> dict[str, object]:
         "limit_steps_per_s": limit,
         "library_fraction_of_limit": library / limit,
         "peer_fraction_of_limit": peer / limit,
+        "bare_matmul_steps_per_s": ceiling,
+        "bare_matmul_fraction_of_limit": ceiling / limit,
+        "step_profile_ms": step_profile(images, device) if args.profile else None,
     }
 
 
@@ -365,14 +424,19 @@ def print_report(r: dict[str, object]) -> None:
         )
     print(f"  ratio library / peer: {r['ratio_library_to_peer']:.2f}x")
     print(f"  matmul peak (float32): {r['matmul_peak_gflops']:.1f} GFLOP/s")
-    print(
-        f"  FLOPs per step: {r['gflop_per_step']:.3f} GFLOP = 3 x forward matmuls "
-        "(2*128*(784*400 + 2*400*20 + 20*400 + 400*784))"
-    )
+    print(f"  FLOPs per step: {r['gflop_per_step']:.3f} GFLOP = forward, weight and input gradients of each layer "
+          "(3 x 2*128*(784*400 + 2*400*20 + 20*400 + 400*784)), less the pixels' gradient")
     print(
         f"  limit {r['limit_steps_per_s']:.0f} steps/s; fraction reached: library "
         f"{r['library_fraction_of_limit']:.1%}, peer {r['peer_fraction_of_limit']:.1%}"
     )
+    print(f"  ceiling: the step's matmuls alone through autograd, {r['bare_matmul_steps_per_s']:.0f} steps/s = "
+          f"{r['bare_matmul_fraction_of_limit']:.1%} of the limit (small matrices run below the square peak)")
+    if r["step_profile_ms"]:
+        total = sum(ms for _, ms in r["step_profile_ms"])
+        print(f"  where a library step's {total:.2f} ms go (torch profiler, which adds its own overhead):")
+        for part, ms in r["step_profile_ms"]:
+            print(f"    {part:36s} {ms:6.2f} ms  {ms / total:5.1%}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -383,6 +447,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="alternations of the two loops (default 5)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
+    parser.add_argument("--profile", action="store_true", help="also print where a step's time goes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args(argv)
     if args.steps < 10 or args.rounds < 1 or args.warmup < 1:

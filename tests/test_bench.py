@@ -41,3 +41,44 @@ def test_run_all_names_the_benchmarks_it_knows_when_asked_for_another():
     result = subprocess.run([sys.executable, "bench/run_all.py", "--only", "warp_drive"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "variance_lab" in result.stderr
+
+
+def test_the_throughput_benchmarks_flop_count_is_what_autograd_runs():
+    """The matmul limit divides the peak by FLOPs per step: counted here by torch's own FLOP counter over a real
+    forward and backward pass of pytorch/examples' VAE (pixels without gradient, as in training)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.train_throughput import ExampleVAE, example_loss, flops_per_step
+
+    model, x = ExampleVAE(), torch.rand(128, 784)
+    with FlopCounterMode(display=False) as counter:
+        recon, mu, logvar = model(x)
+        example_loss(recon, x, mu, logvar).backward()
+    layers = ((784, 400), (400, 20), (400, 20), (20, 400), (400, 784))
+    assert flops_per_step(128, layers) == counter.get_total_flops()
+
+
+def test_an_hour_of_history_stays_bounded_however_fast_a_run_trains():
+    from bench.scaling import HISTORY_TARGET_MB, history_of_an_hour
+    from vae.metrics import MetricHistory
+
+    capacity = MetricHistory(("x",)).capacity
+    slow_mb, slow_points = history_of_an_hour(steps_per_s=2)
+    fast_mb, fast_points = history_of_an_hour(steps_per_s=200)
+    # 7,200 and 720,000 steps, each thinned to between half of the capacity and all of it
+    assert capacity // 2 <= slow_points <= capacity and capacity // 2 <= fast_points <= capacity
+    assert fast_mb < HISTORY_TARGET_MB and fast_mb < 1.1 * slow_mb  # no more memory for a hundred times the steps
+
+
+def test_the_memory_autograd_keeps_for_backward_grows_with_the_batch(small_digits, small_config):
+    import torch
+
+    from bench.scaling import saved_for_backward_mb
+    from vae.trainer import Trainer
+
+    sizes = []
+    for batch in (16, 64):
+        trainer = Trainer(small_config.replace(batch_size=batch), small_digits, torch.device("cpu"))
+        sizes.append(saved_for_backward_mb(trainer))
+    assert 0 < sizes[0] < sizes[1] < 4 * sizes[0] + 0.01  # linear in the batch, plus what does not depend on it

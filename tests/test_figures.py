@@ -10,6 +10,7 @@ from PIL import Image
 from vae.figures import (
     CURVE_BUCKETS,
     ELBO_LABELS,
+    HELD_OUT_MARKED_EPOCHS,
     NOTE_LINE_CHARACTERS,
     PALETTE,
     REFERENCE_LABEL,
@@ -90,6 +91,14 @@ def test_the_elbo_stays_visible_where_a_large_beta_makes_it_equal_the_reconstruc
     assert reconstruction.line.dash not in (None, "solid") and elbo.line.dash in (None, "solid")
     legend = sorted(bold, key=lambda t: t.legendrank)  # the legend still reads ELBO, reconstruction, KL
     assert [t.name for t in legend] == list(ELBO_LABELS.values())
+
+
+@pytest.mark.parametrize("epochs", [1, HELD_OUT_MARKED_EPOCHS, HELD_OUT_MARKED_EPOCHS + 1, 500])
+def test_held_out_epochs_are_marked_only_while_they_can_be_told_apart(epochs):
+    figure = held_out_figure([EpochMetrics(e, -30.0, -25.0, 5.0) for e in range(1, epochs + 1)])
+    expected = "lines+markers" if epochs <= HELD_OUT_MARKED_EPOCHS else "lines"
+    assert [t.mode for t in figure.data] == [expected] * 3
+    assert all(len(t.x) == epochs for t in figure.data)
 
 
 def test_figures_are_projector_readable():

@@ -83,6 +83,33 @@ def test_the_divergence_guard_rewinds_to_the_last_finite_state(small_digits, sma
     assert all(torch.equal(v, good[k]) for k, v in trainer.model.state_dict().items())
 
 
+def test_a_rewind_after_kept_states_are_overwritten_in_place_trains_on_as_from_the_good_step(small_digits,
+                                                                                          small_config):
+    """The guard overwrites its copy in place at each good flush: a rewind must still bring back the weights,
+    Adam's moments and step counts and the learning rate of the last good flush, so training goes on exactly as a
+    twin that never went past it."""
+    trainer, twin = Trainer(small_config, small_digits), Trainer(small_config, small_digits)
+    guard = DivergenceGuard(trainer)
+    for first in (1, 4):  # two good flushes: the second reuses the first's tensors
+        for _ in range(3):
+            trainer.step()
+        kept = [t.data_ptr() for t in guard.good.weights.values()]
+        assert guard.check([True] * 3, first_step=first) is None
+    assert [t.data_ptr() for t in guard.good.weights.values()] == kept  # overwritten, not allocated
+    generator_state = trainer.generator.get_state()
+    for _ in range(6):
+        twin.step()
+    trainer.set_learning_rate(0.5)
+    for _ in range(2):
+        trainer.step()
+    assert guard.check([True, False], first_step=7) is not None
+    assert trainer.optimizer.param_groups[0]["lr"] == small_config.lr
+    trainer.generator.set_state(generator_state)  # the same draws from here on, for the comparison only
+    rows, twin_rows = torch.stack([trainer.step() for _ in range(3)]), torch.stack([twin.step() for _ in range(3)])
+    assert torch.equal(rows, twin_rows)
+    assert all(torch.equal(a, b) for a, b in zip(trainer.model.parameters(), twin.model.parameters(), strict=True))
+
+
 # The ELBO of the first ten minibatches (seed 0) with the loop as it was before steps could be recorded: recording
 # must leave the default step's numbers, and the generator's draws, exactly where they were.
 ELBO_BEFORE_RECORDING = {

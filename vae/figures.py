@@ -143,17 +143,22 @@ def training_curves_figure(train: dict[str, np.ndarray], height: int = 360) -> g
     return figure
 
 
+HELD_OUT_MARKED_EPOCHS = 30
+
+
 def held_out_figure(
     held_out: Sequence[EpochMetrics], reference_loss: Sequence[float] | None = None, height: int = 360
 ) -> go.Figure:
     """Held-out ELBO terms per epoch; the published run as a dashed line (its test loss is -ELBO)."""
     figure = go.Figure(layout=_elbo_layout("epoch", height))
     epochs = np.array([m.epoch for m in held_out])
-    markers = {"size": 7 if len(epochs) <= 30 else 4}  # many epochs: markers would merge into a thick band
+    # Markers while each epoch can be told apart; past that they merge into a thick band, and every one is an SVG
+    # element the browser redraws each second (about a sixth of a training tab's drawing time at 200 epochs).
+    mode = "lines+markers" if len(epochs) <= HELD_OUT_MARKED_EPOCHS else "lines"
     for key in ELBO_DRAWING_ORDER:
         values = np.array([getattr(m, key) for m in held_out], dtype=np.float32)
-        figure.add_scatter(x=epochs, y=values, mode="lines+markers", name=ELBO_LABELS[key], hovertemplate="%{y:.2f}",
-                           line=_elbo_line(key, 3), marker=markers, legendrank=list(ELBO_LABELS).index(key))
+        figure.add_scatter(x=epochs, y=values, mode=mode, name=ELBO_LABELS[key], hovertemplate="%{y:.2f}",
+                           line=_elbo_line(key, 3), marker={"size": 7}, legendrank=list(ELBO_LABELS).index(key))
     if reference_loss:
         figure.add_scatter(x=np.arange(1, len(reference_loss) + 1), y=-np.asarray(reference_loss, dtype=np.float32),
                            mode="lines", name=REFERENCE_LABEL, hovertemplate="%{y:.1f}",

@@ -46,38 +46,38 @@ class EpochMetrics:
 
 class MetricHistory:
     """Per-step metrics with bounded memory: when full, every other point is dropped and the stride doubles,
-    so an hour-long run keeps an evenly thinned curve of at most `capacity` points."""
+    so an hour-long run keeps an evenly thinned curve of at most `capacity` points, in two arrays allocated once
+    (a list of rows kept each flush's whole read-back alive, and a snapshot had to stack them again)."""
 
     def __init__(self, names: tuple[str, ...], capacity: int = 4000) -> None:
         self.names, self.capacity, self.stride = names, capacity, 1
-        self._steps: list[int] = []
-        self._rows: list[np.ndarray] = []
+        self._steps = np.empty(capacity + 1, dtype=np.int64)
+        self._rows = np.empty((capacity + 1, len(names)), dtype=np.float64)
+        self._size = 0
 
     def extend(self, first_step: int, rows: np.ndarray) -> None:
         """Append rows (n, len(names)) for steps first_step, first_step + 1, ..."""
         for offset, row in enumerate(rows):
             step = first_step + offset
             if step % self.stride == 0:
-                self._steps.append(step)
-                self._rows.append(row)
-            if len(self._steps) > self.capacity:
+                self._steps[self._size], self._rows[self._size] = step, row
+                self._size += 1
+            if self._size > self.capacity:
                 self._thin()
 
     def _thin(self) -> None:
         self.stride *= 2
-        kept = [i for i, step in enumerate(self._steps) if step % self.stride == 0]
-        self._steps = [self._steps[i] for i in kept]
-        self._rows = [self._rows[i] for i in kept]
+        kept = np.flatnonzero(self._steps[: self._size] % self.stride == 0)
+        self._steps[: len(kept)], self._rows[: len(kept)] = self._steps[kept], self._rows[kept]
+        self._size = len(kept)
 
     def truncate(self, last_step: int) -> None:
         """Forget points after `last_step` (after a rewind to good weights)."""
-        while self._steps and self._steps[-1] > last_step:
-            self._steps.pop()
-            self._rows.pop()
+        self._size = int(np.searchsorted(self._steps[: self._size], last_step, side="right"))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        rows = np.array(self._rows, dtype=np.float64).reshape(-1, len(self.names))
-        return {"step": np.array(self._steps, dtype=np.int64), **{n: rows[:, i] for i, n in enumerate(self.names)}}
+        rows = self._rows[: self._size].copy()
+        return {"step": self._steps[: self._size].copy(), **{n: rows[:, i] for i, n in enumerate(self.names)}}
 
 
 @dataclass(frozen=True)

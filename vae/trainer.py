@@ -165,14 +165,32 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def state(self) -> TrainerState:
-        weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        return TrainerState(self.step_count, weights, copy.deepcopy(self.optimizer.state_dict()))
+    def state(self, reuse: TrainerState | None = None) -> TrainerState:
+        """A copy of the weights and Adam's state. With `reuse`, an earlier copy of the same layout is overwritten
+        in place instead: the divergence guard keeps one every flush, and a deep copy cost ~0.5 ms a step."""
+        weights, optimizer = self.model.state_dict(), self.optimizer.state_dict()
+        if reuse is not None:
+            targets, sources = _tensors_of(reuse), _tensors_of(TrainerState(self.step_count, weights, optimizer))
+            if [t.shape for t in targets] == [s.shape for s in sources]:
+                for target, source in zip(targets, sources, strict=True):
+                    target.copy_(source)
+                groups = copy.deepcopy(optimizer["param_groups"])  # the learning rate may have changed
+                return TrainerState(self.step_count, reuse.weights, {**reuse.optimizer, "param_groups": groups})
+        return TrainerState(self.step_count, {k: v.detach().clone() for k, v in weights.items()},
+                            copy.deepcopy(optimizer))
 
     def restore(self, state: TrainerState) -> None:
         self.model.load_state_dict(state.weights)
         self.optimizer.load_state_dict(copy.deepcopy(state.optimizer))
         self.step_count = state.step
+
+
+def _tensors_of(state: TrainerState) -> list[torch.Tensor]:
+    """Every tensor of a state, in a fixed order: the weights, then each parameter's optimiser state."""
+    per_parameter = state.optimizer["state"]
+    return [*state.weights.values(),
+            *(value for index in sorted(per_parameter) for _, value in sorted(per_parameter[index].items())
+              if isinstance(value, torch.Tensor))]
 
 
 class DivergenceGuard:
@@ -186,7 +204,7 @@ class DivergenceGuard:
         """`finite[i]` for steps first_step + i. All finite: remember this state, None. Otherwise rewind and
         return the sentence that says what happened."""
         if all(finite):
-            self.good = self.trainer.state()
+            self.good = self.trainer.state(reuse=self.good)
             return None
         bad_step = first_step + finite.index(False)
         self.trainer.restore(self.good)
