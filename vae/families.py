@@ -19,6 +19,7 @@ in `torch.randn`): a training thread with its own generator repeats exactly and 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -623,8 +624,10 @@ def posterior_spread(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -
     return scale
 
 
+@functools.cache  # freezing a scipy law costs ~3 ms, and the Latent page asks for it on every slider move
 def prior_law(family_name: str) -> ScipyDist:
-    """p(z) of one latent dimension as a frozen scipy law: the posterior's family at loc 0, scale 1."""
+    """p(z) of one latent dimension as a frozen scipy law: the posterior's family at loc 0, scale 1. Shared: draw
+    from it with an explicit `random_state`."""
     zero, one = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
     params = posterior_params(family_name, zero, one)
     return posterior_family(family_name).scipy_dist({name: float(value) for name, value in params.items()})
