@@ -34,6 +34,17 @@ def median_figure(name: str, values: list[float], unit: str, target: float, high
     return Figure(name, statistics.median(values), unit, target, higher_is_better, spread(values, digits))
 
 
+def text_table(header: tuple[str, ...], rows: list[list[str]], markdown: bool, right: bool = False) -> str:
+    """Rows of cells as a Markdown table (for README), or in aligned columns (left, or `right` for numbers)."""
+    if markdown:
+        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                         + ["| " + " | ".join(cells) + " |" for cells in rows])
+    widths = [max(len(cells[i]) for cells in [header, *rows]) for i in range(len(header))]
+    align = str.rjust if right else str.ljust
+    return "\n".join("  ".join(align(cell, width) for cell, width in zip(cells, widths, strict=True))
+                     for cells in [header, *rows])
+
+
 def emit(figures: list[Figure]) -> None:
     """Print the figures for run_all.py (one line, last)."""
     print(MARKER + json.dumps([asdict(f) for f in figures]), flush=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._figures import Figure, parse  # noqa: E402
+from bench._figures import Figure, parse, text_table  # noqa: E402
 
 # name -> (arguments for the figures to report, arguments for --quick)
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
@@ -60,13 +60,9 @@ def run(command: list[str]) -> tuple[list[Figure], str]:
 def table(rows: list[tuple[Figure, str]], markdown: bool) -> str:
     header = ("figure", "value", "target", "pass", "spread", "command")
     lines = [[f.figure, f"{f.value:.3g} {f.unit}", f"{'>=' if f.higher_is_better else '<='} {f.target:g} {f.unit}",
-              "pass" if f.passed else "FAIL", f.spread, f"python {command}"] for f, command in rows]
-    if markdown:
-        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                         + ["| " + " | ".join(cells[:-1] + [f"`{cells[-1]}`"]) + " |" for cells in lines])
-    widths = [max(len(str(cells[i])) for cells in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True))
-                     for cells in [header, *lines])
+              "pass" if f.passed else "FAIL", f.spread, f"`python {command}`" if markdown else f"python {command}"]
+             for f, command in rows]
+    return text_table(header, lines, markdown)
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._figures import Figure, emit  # noqa: E402
+from bench._figures import Figure, emit, text_table  # noqa: E402
 from bench.train_throughput import PRESET, library_dataset, load_images  # noqa: E402
 from vae.config import preset_config  # noqa: E402
 from vae.data import Dataset  # noqa: E402
@@ -105,11 +105,7 @@ def table(points: list[Point], markdown: bool) -> str:
               "device peak MiB")
     rows = [(str(p.batch), str(p.width), f"{p.steps_per_s:.1f}", f"{p.examples_per_s:,.0f}", f"{p.optimizer_mb:.1f}",
              f"{p.saved_mb:.1f}", "-" if p.device_peak_mb is None else f"{p.device_peak_mb:.0f}") for p in points]
-    if markdown:
-        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                         + ["| " + " | ".join(row) + " |" for row in rows])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)) for r in [header, *rows])
+    return text_table(header, [list(row) for row in rows], markdown, right=True)
 
 
 def main() -> None:

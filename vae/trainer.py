@@ -170,7 +170,7 @@ class Trainer:
         in place instead: the divergence guard keeps one every flush, and a deep copy cost ~0.5 ms a step."""
         weights, optimizer = self.model.state_dict(), self.optimizer.state_dict()
         if reuse is not None:
-            targets, sources = _tensors_of(reuse), _tensors_of(TrainerState(self.step_count, weights, optimizer))
+            targets, sources = _tensors_of(reuse.weights, reuse.optimizer), _tensors_of(weights, optimizer)
             if [t.shape for t in targets] == [s.shape for s in sources]:
                 for target, source in zip(targets, sources, strict=True):
                     target.copy_(source)
@@ -185,10 +185,11 @@ class Trainer:
         self.step_count = state.step
 
 
-def _tensors_of(state: TrainerState) -> list[torch.Tensor]:
-    """Every tensor of a state, in a fixed order: the weights, then each parameter's optimiser state."""
-    per_parameter = state.optimizer["state"]
-    return [*state.weights.values(),
+def _tensors_of(weights: dict[str, torch.Tensor], optimizer: dict) -> list[torch.Tensor]:
+    """Every tensor of the weights and an optimiser's state dict, in a fixed order: the weights, then each
+    parameter's optimiser state."""
+    per_parameter = optimizer["state"]
+    return [*weights.values(),
             *(value for index in sorted(per_parameter) for _, value in sorted(per_parameter[index].items())
               if isinstance(value, torch.Tensor))]
 
