@@ -3,11 +3,13 @@
 Starts the app, opens the Latent space page in headless Chromium, presses an arrow key on the z1 slider N times
 (ten right, ten left, ...) and measures, for each press, the milliseconds until the decoded image's inline PNG
 changes.
-Prints p50 and p95, first with nothing else in the server, then while a run trains in it: a second tab of the
-same browser opens the Train page and presses Start, as a teacher does who explores while the class's run
-trains. Needs Debian's chromium (tests/install-chromium.sh).
+Prints p50 and p95, first with nothing else in the server, then while runs train in it: the tab starts a run on
+the Train page and walks to the Latent space page by the sidebar (the run trains on), as a teacher does who
+explores while the class's run trains. With --runs N, N - 1 more tabs each start a run and close (their runs train
+on for the owner's grace time, as a student's does who closed the lid): with 3 runs on a 2-core server every core
+trains, and the page's work competes with them for the CPU. Needs Debian's chromium (tests/install-chromium.sh).
 
-    python bench/slider_latency.py [--presses 50] [--model digits-2d|digits] [--alone-only]
+    python bench/slider_latency.py [--presses 50] [--model digits-2d|digits] [--alone-only] [--runs 1,3]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._figures import Figure, emit  # noqa: E402
 from tests.browser import browser_page, patient, serve_app, wait_for_idle  # noqa: E402
+from vae.config import PRETRAINED  # noqa: E402
 
 PICTURE = "img[alt='decoded from z']"
 SWING = 10  # presses one way, then as many back
@@ -29,23 +32,34 @@ TRAINING_EPOCHS = 5000  # the run beside the sliders never ends during the measu
 
 
 def start_training(page, url: str) -> None:
-    """Open the Train page in a second tab (its own session) of `page`'s browser and start a run that outlasts
-    the measurement."""
-    train = patient(page.context.browser.new_page(viewport={"width": 1280, "height": 720}))
-    train.goto(f"{url}/train?epochs={TRAINING_EPOCHS}")
-    train.get_by_role("button", name="Start").click()
-    train.locator(".epoch-counter").filter(has_text="Running").wait_for()
+    """Start a run on the Train page that outlasts the measurement."""
+    page.goto(f"{url}/train?epochs={TRAINING_EPOCHS}")
+    page.get_by_role("button", name="Start").click()
+    page.locator(".epoch-counter").filter(has_text="Running").wait_for()
 
 
-def measure(presses: int, model: str, while_training: bool) -> list[float]:
-    with serve_app() as url, browser_page(height=900) as page:
-        if while_training:
-            start_training(page, url)
+def open_latent_page(page, url: str, runs: int) -> None:
+    """The Latent space page in `page`, with `runs` runs training: the first started by this tab, the others by
+    tabs (sessions) of the same browser that close once they train."""
+    for _ in range(runs - 1):
+        other = patient(page.context.browser.new_page(viewport={"width": 1280, "height": 720}))
+        start_training(other, url)
+        other.close()
+    if runs:
+        start_training(page, url)
+        page.get_by_role("link", name="Latent space").first.click()  # same session: its run goes on
+        page.wait_for_url("**/latent**")
+    else:
         page.goto(f"{url}/latent")
-        wait_for_idle(page)
-        if model != "digits-2d":
+    wait_for_idle(page)
+
+
+def measure(presses: int, model: str, runs: int) -> list[float]:
+    with serve_app() as url, browser_page(height=900) as page:
+        open_latent_page(page, url, runs)
+        if model != "digits-2d" or runs:  # the page opens on the prior's favourite, or on the session's live run
             page.get_by_test_id("stSelectbox").first.click()
-            page.get_by_role("option", name=f"Bundled: {model}", exact=False).first.click()
+            page.get_by_role("option", name=f"Bundled: {PRETRAINED[model]}").first.click()
             wait_for_idle(page)
         slider = page.locator("[data-testid='stSlider']").filter(has_text="z1").first.get_by_role("slider")
         slider.focus()
@@ -70,11 +84,13 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=50)
     parser.add_argument("--model", default="digits-2d", choices=["digits-2d", "digits"])
     parser.add_argument("--alone-only", action="store_true", help="skip the measurement while a run trains")
+    parser.add_argument("--runs", default="1,3", help="how many runs train beside the sliders, one measurement "
+                                                      "each (default 1,3)")
     args = parser.parse_args()
     figures = []
-    for while_training in (False,) if args.alone_only else (False, True):
-        latencies = np.array(measure(args.presses, args.model, while_training))
-        beside = ", a run training" if while_training else ""
+    for runs in [0] + ([] if args.alone_only else [int(n) for n in args.runs.split(",")]):
+        latencies = np.array(measure(args.presses, args.model, runs))
+        beside = {0: "", 1: ", a run training"}.get(runs, f", {runs} runs training")
         print(f"slider -> decoded picture, {args.model}{beside}, {len(latencies)} key presses: "
               f"p50 {np.percentile(latencies, 50):.0f} ms, p95 {np.percentile(latencies, 95):.0f} ms, "
               f"max {latencies.max():.0f} ms", flush=True)

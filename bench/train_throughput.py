@@ -218,7 +218,7 @@ class LibraryLoop:
 
     def __init__(self, images: Images, device: torch.device, threads: int) -> None:
         config = preset_config(PRESET).replace(device=device.type, epochs=1000)  # never finishes here
-        self.job = TrainingJob(config, library_dataset(images), num_threads=threads)
+        self.job = TrainingJob(config, library_dataset(images), num_threads=threads, niceness=0)  # as the peer
         self.job.start(paused=True)
         self._wait(lambda s: s.status == JobStatus.PAUSED)
 

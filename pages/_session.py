@@ -103,13 +103,25 @@ def guarded(body: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _serving_first(body: Callable[..., Any]) -> Callable[..., Any]:
+    """`body`, with the server's trainings held back while it runs (vae.job.PAGES_FIRST)."""
+    from vae.job import PAGES_FIRST
+
+    @functools.wraps(body)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with PAGES_FIRST.serving():
+            return body(*args, **kwargs)
+
+    return run
+
+
 def fragment(body: Callable[..., Any] | None = None, *, run_every: float | None = None):
     """`st.fragment`, guarded: an error in a part of a page that refreshes itself becomes a sentence there. One
     that reruns when a person moves its widgets then brings the URL up to date (class links: pages/_links.py)."""
     if body is None:
         return lambda function: fragment(function, run_every=run_every)
     if run_every is None:
-        return st.fragment(_then_update_link(guarded(body)))
+        return st.fragment(_serving_first(_then_update_link(guarded(body))))
     return st.fragment(guarded(body), run_every=run_every)
 
 

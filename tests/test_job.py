@@ -1,5 +1,7 @@
 """The training job: lifecycle, determinism, bounded history and the NaN guard."""
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -9,7 +11,7 @@ import torch
 import vae.job as job_module
 import vae.trainer as trainer_module
 from vae.job import CapacityError, JobStatus, MetricHistory, TrainingJob, start_together
-from vae.scheduler import TrainingSlots
+from vae.scheduler import PagePriority, TrainingSlots
 
 
 def run_to_end(job: TrainingJob, timeout: float = 60):
@@ -281,3 +283,33 @@ def test_a_run_frees_the_slots_it_waited_in_even_when_the_servers_are_replaced(s
     assert new_slots.running == 1
     new.stop()
     assert new.join(timeout=120) and new_slots.running == 0
+
+
+def test_a_run_holds_still_while_a_page_serves_a_click(small_digits, small_config, monkeypatch):
+    priority = PagePriority(linger_s=0.0, max_hold_s=60)
+    monkeypatch.setattr(job_module, "PAGES_FIRST", priority)
+    job = TrainingJob(small_config.replace(epochs=10_000), small_digits, sync_every=1)
+    job.start()
+    job.wait_until(lambda s: s.step >= 5)
+    with priority.serving():
+        threading.Event().wait(0.3)  # the step in flight ends and is published
+        held = job.snapshot().step
+        threading.Event().wait(0.3)
+        assert job.snapshot().step <= held + 1
+    job.wait_until(lambda s: s.step > held + 10)  # and trains on once the page is served
+    job.stop()
+    assert job.join(timeout=10)
+
+
+@pytest.mark.parametrize("niceness", [job_module.BACKGROUND_NICENESS, 0])
+def test_a_server_run_trains_at_a_lower_os_priority_and_a_cli_run_at_the_usual(small_digits, small_config,
+                                                                                niceness):
+    usual = os.getpriority(os.PRIO_PROCESS, 0)
+    job = TrainingJob(small_config.replace(epochs=10_000), small_digits, niceness=niceness)
+    job.start()
+    job.wait_until(lambda s: s.step > 0)
+    thread_priority = os.getpriority(os.PRIO_PROCESS, job._worker.thread.native_id)
+    job.stop()
+    assert job.join(timeout=10)
+    expected = max(usual, niceness) if sys.platform.startswith("linux") else usual  # Linux nices one thread
+    assert thread_priority == expected and os.getpriority(os.PRIO_PROCESS, 0) == usual

@@ -34,3 +34,38 @@ def test_a_view_of_several_runs_keeps_the_pace_of_the_liveliest(others):
 
 def test_every_status_has_a_pace_or_is_one_that_never_changes():
     assert set(REDRAW_PERIOD_S) | set(ENDED) == set(JobStatus) and not set(REDRAW_PERIOD_S) & set(ENDED)
+
+
+def fragments_script():
+    """A person's fragment (a slider) and a timed redraw, each noting whether trainings were held back."""
+    import streamlit as st
+
+    from pages._session import fragment
+    from vae.job import PAGES_FIRST
+
+    @fragment(run_every=60)
+    def timed_redraw():
+        st.session_state["timed"] = PAGES_FIRST.busy()
+
+    @fragment
+    def sliders():
+        st.slider("z1", -3.0, 3.0, 0.0)
+        st.session_state["moved"] = PAGES_FIRST.busy()
+
+    timed_redraw()
+    sliders()
+
+
+def test_a_persons_fragment_holds_the_trainings_back_and_a_timed_redraw_does_not(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import vae.job
+    from vae.scheduler import PagePriority
+
+    priority = PagePriority(linger_s=0.0)  # no linger: the next run's timed redraw would still see the last one
+    monkeypatch.setattr(vae.job, "PAGES_FIRST", priority)
+    at = AppTest.from_function(fragments_script, default_timeout=60)
+    at.run()
+    at.slider[0].set_value(1.0).run()
+    assert at.session_state["moved"] is True and at.session_state["timed"] is False
+    assert not at.exception and not priority.busy()  # nothing is left holding trainings back

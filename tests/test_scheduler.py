@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from vae.scheduler import CAPACITY_ENV, CapacityError, OwnerWatch, TrainingSlots, default_capacity
+from vae.scheduler import CAPACITY_ENV, CapacityError, OwnerWatch, PagePriority, TrainingSlots, default_capacity
 
 
 def waiter(slots: TrainingSlots, ticket, leaving=lambda: False):
@@ -75,3 +75,48 @@ def test_an_owner_gone_past_the_grace_loses_its_runs_and_one_back_in_time_keeps_
     assert watch.check(now=10) == ["a"] and ended == ["a"]
     assert watch.check(now=19) == []  # b's absence started again at 10
     assert watch.check(now=20) == ["b"]
+
+
+def giving_way(priority: PagePriority):
+    """A training thread's give_way() in the background; `result["waited"]` once it returns."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("waited", priority.give_way()))
+    thread.start()
+    return thread, result
+
+
+def test_a_training_goes_on_at_once_when_no_page_is_served():
+    assert PagePriority().give_way() == 0.0
+
+
+def test_a_training_waits_while_a_page_is_served_and_for_the_linger_after():
+    priority = PagePriority(linger_s=0.05, max_hold_s=60)
+    with priority.serving():
+        thread, result = giving_way(priority)
+        thread.join(timeout=0.3)
+        assert thread.is_alive() and "waited" not in result  # held back, far from the 60 s bound
+    thread.join(timeout=10)
+    assert not thread.is_alive() and result["waited"] >= 0.05  # freed after the page and its linger, not at 60 s
+
+
+def test_overlapping_pages_hold_the_training_until_the_last_one_ends():
+    priority = PagePriority(linger_s=0.0, max_hold_s=60)
+    first, second = priority.serving(), priority.serving()
+    first.__enter__()
+    second.__enter__()
+    thread, result = giving_way(priority)
+    first.__exit__(None, None, None)
+    thread.join(timeout=0.3)
+    assert thread.is_alive()
+    second.__exit__(None, None, None)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_a_long_page_holds_training_back_at_most_max_hold():
+    priority = PagePriority(linger_s=0.0, max_hold_s=0.2)
+    with priority.serving():
+        thread, result = giving_way(priority)
+        thread.join(timeout=10)
+        assert not thread.is_alive()  # returned while the page still runs
+        assert priority.give_way() == 0.0  # the spell has had its hold: training runs beside it now

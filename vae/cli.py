@@ -78,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     dataset = load_dataset(config.dataset, args.data_dir, progress=not args.json)
-    job = TrainingJob(config, dataset, num_threads=None, sync_every=50)
+    job = TrainingJob(config, dataset, num_threads=None, sync_every=50, niceness=0)  # the terminal waits on it
     job.start()
     try:
         final = _follow(job, quiet=args.json)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import ctypes
 import math
+import os
+import sys
 import threading
 import time
 import weakref
@@ -26,7 +28,7 @@ from vae.config import TrainConfig
 from vae.data import Dataset, load_dataset
 from vae.metrics import EpochMetrics, JobSnapshot, JobStatus, MetricHistory, RunPublisher
 from vae.model import VAE, progress_pictures
-from vae.scheduler import CapacityError, OwnerWatch, Ticket, TrainingSlots, default_capacity
+from vae.scheduler import CapacityError, OwnerWatch, PagePriority, Ticket, TrainingSlots, default_capacity
 from vae.step_inspection import StepRecord
 from vae.trainer import DivergenceGuard, Trainer, resolve_device
 
@@ -34,7 +36,11 @@ __all__ = ["CapacityError", "EpochMetrics", "JobSnapshot", "JobStatus", "MetricH
            "TrainingJob", "metrics_summary", "owners_with_live_jobs", "resolve_device", "start_together",
            "stop_jobs_of", "warm_up", "watch_owners"]
 
+# A server's runs yield the CPU to its pages (a slider's picture, a chart's redraw) when both want it: Linux nice
+# 10 weighs a thread about 1/9 of a normal one. The CLI trains in the foreground, at 0.
+BACKGROUND_NICENESS = 10
 SLOTS = TrainingSlots(default_capacity())  # trainings at once in this process; the others queue (vae.scheduler)
+PAGES_FIRST = PagePriority()  # pages wrap reruns a person started in `PAGES_FIRST.serving()`
 _workers: weakref.WeakSet[_Runner] = weakref.WeakSet()
 
 
@@ -96,6 +102,7 @@ class TrainingJob:
         history_capacity: int = 4000,
         variance_probe_every: int = 0,
         owner: str | None = None,
+        niceness: int = BACKGROUND_NICENESS,
     ) -> None:
         config.validate()
         dataset = dataset if dataset is not None else load_dataset(config.dataset)
@@ -103,6 +110,7 @@ class TrainingJob:
         self.config = config.replace(dataset=dataset.name, input_shape=tuple(dataset.image_shape))
         self.dataset = dataset
         self._worker = _Runner(self.config, dataset, num_threads, sync_every, history_capacity)
+        self._worker.niceness = niceness
         self._worker.owner = owner  # who may see this run: when they are gone for good, it stops
         # Every this many steps, measure how noisy the encoder's gradient estimate is (the estimator race).
         self._worker.variance_probe_every = variance_probe_every
@@ -220,6 +228,7 @@ class _Runner:
         self.steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
         self.publisher = RunPublisher(config, self.steps_per_epoch, str(self.device), history_capacity)
         self.variance_probe_every = 0
+        self.niceness = 0
         self.owner: str | None = None
         self.release_on_exit = False  # drop the weights when the thread ends (nobody is left to look at them)
         self.thread: threading.Thread | None = None
@@ -281,6 +290,7 @@ class _Runner:
     # --- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         _name_os_thread(b"vae-training")
+        _lower_os_priority(self.niceness)
         if not self._slots.wait(self._ticket, self._show_queue_position, lambda: self._want_stop):
             self.publisher.set_status(JobStatus.STOPPED, "Stopped while waiting for a free training slot.")
             return
@@ -292,6 +302,7 @@ class _Runner:
             guard, pending = DivergenceGuard(trainer), []
             while (action := self._next_action(trainer, guard, pending)) is not Action.STOP:
                 one_step = action is Action.ONE_STEP
+                PAGES_FIRST.give_way()
                 with self._model_lock:
                     pending.append(trainer.step(record=one_step))  # (5,) on the device: no sync per step
                 if one_step:  # kept before the flush publishes the step: whoever sees the step finds its record
@@ -389,6 +400,18 @@ def _name_os_thread(name: bytes) -> None:
     try:
         ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # 15: PR_SET_NAME
     except (OSError, AttributeError):  # not Linux
+        pass
+
+
+def _lower_os_priority(niceness: int) -> None:
+    """Raise this OS thread's nice value (Linux: per thread, and the threads it starts inherit it). Anyone may
+    lower their own priority; elsewhere the call would address a process, so it is left out."""
+    if niceness <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), niceness))
+    except OSError:  # a sandbox that forbids it: train at the usual priority
         pass
 
 

@@ -5,7 +5,8 @@ trainings run and keeps the others in a queue, in the order they asked, so a run
 the queue") and starts by itself when a slot frees; nobody is refused. A ticket may ask for several slots at
 once (the Estimators page races two runs, which must start together). `OwnerWatch` ends the runs of an owner (a
 browser session) that has been gone for longer than a grace time, so no training outlives its tab. Neither knows
-about Streamlit: the UI passes in how to tell whether an owner is still there.
+about Streamlit: the UI passes in how to tell whether an owner is still there. `PagePriority` holds trainings
+back between steps while a page serves a person's click, so a slider stays quick while the class's runs train.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 CAPACITY_ENV = "REPARAM_LAB_MAX_TRAININGS"
 _LOG = logging.getLogger(__name__)
@@ -163,3 +165,57 @@ class OwnerWatch:
                 self.check()
             except Exception:  # noqa: BLE001 - the watch must outlive one bad round
                 _LOG.exception("Checking which sessions are still connected failed; trying again.")
+
+
+class PagePriority:
+    """Trainings give way to a person's click. While a page rerun that someone started is running (and `linger_s`
+    after it, while the server sends what it drew), training threads wait between steps: a slider's picture then
+    never shares the CPU, or Python's one interpreter lock, with the class's runs. A busy spell holds them back at
+    most `max_hold_s`, so a long computation on a page slows training but never stops it."""
+
+    def __init__(self, linger_s: float = 0.03, max_hold_s: float = 0.3) -> None:
+        self.linger_s, self.max_hold_s = linger_s, max_hold_s
+        self._changed = threading.Condition()
+        self._serving = 0
+        self._busy_until = 0.0  # while serving, or lingering after
+        self._busy_since = 0.0
+
+    def _busy(self, now: float) -> bool:
+        return self._serving > 0 or now < self._busy_until
+
+    def busy(self) -> bool:
+        """Whether trainings are being held back now (a page is served, or just was)."""
+        return self._busy(time.monotonic())
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """`with priority.serving():` around a rerun a person started."""
+        with self._changed:
+            now = time.monotonic()
+            if not self._busy(now):
+                self._busy_since = now
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._serving -= 1
+                self._busy_until = time.monotonic() + self.linger_s
+                self._changed.notify_all()  # a waiting training now waits only for the linger
+
+    def give_way(self) -> float:
+        """Called by a training thread between steps: returns at once when no page is being served (no lock taken),
+        else once the pages are done or the spell has held training `max_hold_s`. Returns the seconds waited."""
+        now = time.monotonic()
+        if not self._busy(now):
+            return 0.0
+        start = now
+        with self._changed:
+            while self._busy(now) and now < self._busy_since + self.max_hold_s:
+                wake = self._busy_since + self.max_hold_s
+                if not self._serving:
+                    wake = min(wake, self._busy_until)
+                self._changed.wait(max(0.0, wake - now))
+                now = time.monotonic()
+        return now - start
+
