@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._links import update_link
-from vae import links, warmup
+from vae import links, scheduler, warmup
 from vae.config import PRETRAINED, TrainConfig, preset_config, race_configs
 from vae.data import MAX_UPLOAD_MB, DataError, Dataset, load_named_dataset
 from vae.figures import for_projector, image_grid, png_data_uri
@@ -104,12 +104,12 @@ def guarded(body: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _serving_first(body: Callable[..., Any]) -> Callable[..., Any]:
-    """`body`, with the server's trainings held back while it runs (vae.job.PAGES_FIRST)."""
-    from vae.job import PAGES_FIRST
+    """`body`, with the server's trainings held back while it runs (vae.scheduler.PAGES_FIRST, which imports no
+    torch: the first page is drawn while torch still loads)."""
 
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
-        with PAGES_FIRST.serving():
+        with scheduler.PAGES_FIRST.serving():
             return body(*args, **kwargs)
 
     return run

@@ -10,6 +10,7 @@ import torch
 
 import vae.job as job_module
 import vae.trainer as trainer_module
+from vae import scheduler
 from vae.job import CapacityError, JobStatus, MetricHistory, TrainingJob, start_together
 from vae.scheduler import PagePriority, TrainingSlots
 
@@ -287,7 +288,7 @@ def test_a_run_frees_the_slots_it_waited_in_even_when_the_servers_are_replaced(s
 
 def test_a_run_holds_still_while_a_page_serves_a_click(small_digits, small_config, monkeypatch):
     priority = PagePriority(linger_s=0.0, max_hold_s=60)
-    monkeypatch.setattr(job_module, "PAGES_FIRST", priority)
+    monkeypatch.setattr(scheduler, "PAGES_FIRST", priority)
     job = TrainingJob(small_config.replace(epochs=10_000), small_digits, sync_every=1)
     job.start()
     job.wait_until(lambda s: s.step >= 5)

@@ -41,16 +41,16 @@ def fragments_script():
     import streamlit as st
 
     from pages._session import fragment
-    from vae.job import PAGES_FIRST
+    from vae import scheduler
 
     @fragment(run_every=60)
     def timed_redraw():
-        st.session_state["timed"] = PAGES_FIRST.busy()
+        st.session_state["timed"] = scheduler.PAGES_FIRST.busy()
 
     @fragment
     def sliders():
         st.slider("z1", -3.0, 3.0, 0.0)
-        st.session_state["moved"] = PAGES_FIRST.busy()
+        st.session_state["moved"] = scheduler.PAGES_FIRST.busy()
 
     timed_redraw()
     sliders()
@@ -59,11 +59,11 @@ def fragments_script():
 def test_a_persons_fragment_holds_the_trainings_back_and_a_timed_redraw_does_not(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    import vae.job
+    import vae.scheduler
     from vae.scheduler import PagePriority
 
     priority = PagePriority(linger_s=0.0)  # no linger: the next run's timed redraw would still see the last one
-    monkeypatch.setattr(vae.job, "PAGES_FIRST", priority)
+    monkeypatch.setattr(vae.scheduler, "PAGES_FIRST", priority)
     at = AppTest.from_function(fragments_script, default_timeout=60)
     at.run()
     at.slider[0].set_value(1.0).run()

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from vae import scheduler
 from vae.checkpoints import checkpoint_bytes
 from vae.config import TrainConfig
 from vae.data import Dataset, load_dataset
 from vae.metrics import EpochMetrics, JobSnapshot, JobStatus, MetricHistory, RunPublisher
 from vae.model import VAE, progress_pictures
-from vae.scheduler import CapacityError, OwnerWatch, PagePriority, Ticket, TrainingSlots, default_capacity
+from vae.scheduler import CapacityError, OwnerWatch, Ticket, TrainingSlots, default_capacity
 from vae.step_inspection import StepRecord
 from vae.trainer import DivergenceGuard, Trainer, resolve_device
 
@@ -40,7 +41,6 @@ __all__ = ["CapacityError", "EpochMetrics", "JobSnapshot", "JobStatus", "MetricH
 # 10 weighs a thread about 1/9 of a normal one. The CLI trains in the foreground, at 0.
 BACKGROUND_NICENESS = 10
 SLOTS = TrainingSlots(default_capacity())  # trainings at once in this process; the others queue (vae.scheduler)
-PAGES_FIRST = PagePriority()  # pages wrap reruns a person started in `PAGES_FIRST.serving()`
 _workers: weakref.WeakSet[_Runner] = weakref.WeakSet()
 
 
@@ -302,7 +302,7 @@ class _Runner:
             guard, pending = DivergenceGuard(trainer), []
             while (action := self._next_action(trainer, guard, pending)) is not Action.STOP:
                 one_step = action is Action.ONE_STEP
-                PAGES_FIRST.give_way()
+                scheduler.PAGES_FIRST.give_way()
                 with self._model_lock:
                     pending.append(trainer.step(record=one_step))  # (5,) on the device: no sync per step
                 if one_step:  # kept before the flush publishes the step: whoever sees the step finds its record

@@ -219,3 +219,5 @@ class PagePriority:
                 now = time.monotonic()
         return now - start
 
+
+PAGES_FIRST = PagePriority()  # the process's one: pages wrap reruns a person started in `PAGES_FIRST.serving()`
