@@ -6,7 +6,8 @@ the queue") and starts by itself when a slot frees; nobody is refused. A ticket 
 once (the Estimators page races two runs, which must start together). `OwnerWatch` ends the runs of an owner (a
 browser session) that has been gone for longer than a grace time, so no training outlives its tab. Neither knows
 about Streamlit: the UI passes in how to tell whether an owner is still there. `PagePriority` holds trainings
-back between steps while a page serves a person's click, so a slider stays quick while the class's runs train.
+back between steps while a part of a page that a person moved is redrawn, so a slider stays quick while the
+class's runs train.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ class OwnerWatch:
 
 
 class PagePriority:
-    """Trainings give way to a person's click. While a page rerun that someone started is running (and `linger_s`
+    """Trainings give way to a person's move. While a part of a page that someone moved reruns (and `linger_s`
     after it, while the server sends what it drew), training threads wait between steps: a slider's picture then
     never shares the CPU, or Python's one interpreter lock, with the class's runs. A busy spell holds them back at
     most `max_hold_s`, so a long computation on a page slows training but never stops it."""
@@ -189,7 +190,7 @@ class PagePriority:
 
     @contextmanager
     def serving(self) -> Iterator[None]:
-        """`with priority.serving():` around a rerun a person started."""
+        """`with priority.serving():` around a rerun a person's move started (pages/_session.fragment)."""
         with self._changed:
             now = time.monotonic()
             if not self._busy(now):
@@ -220,4 +221,4 @@ class PagePriority:
         return now - start
 
 
-PAGES_FIRST = PagePriority()  # the process's one: pages wrap reruns a person started in `PAGES_FIRST.serving()`
+PAGES_FIRST = PagePriority()  # the process's one: pages wrap reruns a person's move started in `PAGES_FIRST.serving()`
