@@ -9,8 +9,12 @@ Measures steps per second of
      `transforms.ToTensor()` (reproduced here with Pillow and numpy, per sample: uint8 -> PIL image ->
      float tensor / 255 of shape (1, 28, 28)) behind `DataLoader(batch_size=128, shuffle=True)`, and the
      example's model, loss (BCE sum + KLD) and Adam step unchanged, `loss.item()` every step included.
-Both run the same number of torch threads, each gets a warm-up, and they alternate in rounds so neither
-is favoured by the machine's state; the medians over rounds are reported (robust to other programs). With
+Both run the same number of torch threads, each in a process of its own (as a person runs either), each gets a
+warm-up, and they alternate in rounds so neither is favoured by the machine's state; the medians over rounds are
+reported (robust to other programs). One process for both would be unfair to both: each thread that runs torch
+ops keeps its own OpenMP team, and once a process holds more OpenMP threads than there are cores, GNU OpenMP
+stops spinning between parallel regions and every op pays a wake-up (measured: the library 180 -> 100 steps/s, the
+peer 75 -> 52). With
 --steps above ~430 the library's rounds start to include its end-of-epoch held-out evaluation (469 steps
 per epoch), which the peer's train() loop does not do. It also measures the float32 matmul peak of this
 machine with the same thread count and reports each loop's fraction of the physical limit
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -189,7 +194,11 @@ class PeerLoop:
             for data, _ in loader:
                 yield data
 
-    def run(self, steps: int) -> float:
+    def warm_up(self, steps: int) -> None:
+        self.run(steps)
+
+    def run(self, steps: int) -> tuple[int, float]:
+        """(steps taken, seconds)."""
         self.model.train()
         _synchronize(self.device)
         start = time.perf_counter()
@@ -202,7 +211,10 @@ class PeerLoop:
             self.train_loss += loss.item()
             self.optimizer.step()
         _synchronize(self.device)
-        return time.perf_counter() - start
+        return steps, time.perf_counter() - start
+
+    def close(self) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,17 +222,18 @@ class PeerLoop:
 
 
 class LibraryLoop:
-    """A TrainingJob driven from outside. `run(seconds)` resumes it, sleeps, pauses it and counts the steps
-    it took: the step count is exact once the job is paused, and the clock runs from the resume command to
-    the pause being seen, so every step's cost and the job's flush at the pause are inside the interval.
-    The measuring thread sleeps meanwhile: polling `snapshot()` every few milliseconds would steal a core
-    from torch's threads and slow the job down by 10-20% on a 2-core machine."""
+    """A TrainingJob driven from outside. `run(steps)` resumes it, sleeps for about that many steps, pauses it and
+    counts the steps it took: the step count is exact once the job is paused, and the clock runs from the resume
+    command to the pause being seen, so every step's cost and the job's flush at the pause are inside the interval.
+    The measuring thread sleeps meanwhile: polling `snapshot()` every few milliseconds would steal a core from
+    torch's threads and slow the job down by 10-20% on a 2-core machine."""
 
     def __init__(self, images: Images, device: torch.device, threads: int) -> None:
         config = preset_config(PRESET).replace(device=device.type, epochs=1000)  # never finishes here
         self.job = TrainingJob(config, library_dataset(images), num_threads=threads, niceness=0)  # as the peer
         self.job.start(paused=True)
         self._wait(lambda s: s.status == JobStatus.PAUSED)
+        self.rate = 0.0  # steps/s of the last run, to size the next one
 
     def _wait(self, predicate: Callable[[JobSnapshot], bool], poll: float = 0.001) -> JobSnapshot:
         snap = self.job.wait_until(lambda s: predicate(s) or not s.is_alive, timeout=120.0, poll=poll)
@@ -229,20 +242,23 @@ class LibraryLoop:
         return snap
 
     def warm_up(self, steps: int) -> None:
+        start = time.perf_counter()
         self.job.resume()
         self._wait(lambda s: s.step >= steps, poll=0.05)
         self.job.pause()
-        self._wait(lambda s: s.status == JobStatus.PAUSED)
+        self.rate = self._wait(lambda s: s.status == JobStatus.PAUSED).step / (time.perf_counter() - start)
 
-    def run(self, seconds: float) -> tuple[int, float]:
-        """(steps taken, seconds)."""
+    def run(self, steps: int) -> tuple[int, float]:
+        """(steps taken, seconds): about `steps`, at the rate of the last run."""
         before = self.job.snapshot().step
         start = time.perf_counter()
         self.job.resume()
-        time.sleep(seconds)
+        time.sleep(steps / self.rate)
         self.job.pause()
         after = self._wait(lambda s: s.status == JobStatus.PAUSED and s.step > before).step
-        return after - before, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.rate = (after - before) / seconds
+        return after - before, seconds
 
     def close(self) -> None:
         self.job.stop()
@@ -350,39 +366,85 @@ class Rates:
         return float(np.median(self.rounds))
 
 
-def measure(args: argparse.Namespace, device: torch.device, threads: int, images: Images) -> dict[str, Rates]:
+class LoopProcess:
+    """One loop in a process of its own (this script with --worker), driven a command at a time: a JSON line in
+    on its stdin, a JSON line of (steps, seconds) back on its stdout."""
+
+    def __init__(self, kind: str, args: argparse.Namespace, threads: int) -> None:
+        self.kind = kind
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--device", args.device,
+                   "--threads", str(threads), *(["--data", args.data] if args.data else [])]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._reply()  # ready: data loaded, model built
+
+    def _reply(self) -> dict[str, float]:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"The {self.kind} loop's process ended (exit {self.process.wait()}); see its stderr.")
+        return json.loads(line)
+
+    def request(self, action: str, steps: int) -> tuple[int, float]:
+        self.process.stdin.write(json.dumps({"action": action, "steps": steps}) + "\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        return int(reply["steps"]), reply["seconds"]
+
+    def close(self) -> None:
+        self.process.stdin.close()  # the worker's end of input: it stops its loop and exits
+        self.process.wait(timeout=30)
+
+
+def serve_loop(args: argparse.Namespace) -> None:
+    """The --worker side of LoopProcess: build one loop, then warm it up or run it as each line asks."""
+    device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    images = load_images(Path(args.data) if args.data else None)
+    config = preset_config(PRESET)
+    if args.worker == "library":
+        loop: LibraryLoop | PeerLoop = LibraryLoop(images, device, args.threads)
+    else:
+        loop = PeerLoop(images, device, config.batch_size, config.lr)
+    print(json.dumps({"ready": True}), flush=True)
+    try:
+        for line in sys.stdin:
+            command = json.loads(line)
+            if command["action"] == "warm_up":
+                loop.warm_up(command["steps"])
+                steps, seconds = command["steps"], 0.0
+            else:
+                steps, seconds = loop.run(command["steps"])
+            print(json.dumps({"steps": steps, "seconds": seconds}), flush=True)
+    finally:
+        loop.close()
+
+
+def measure(args: argparse.Namespace, threads: int) -> dict[str, Rates]:
     """Warm both loops up, then alternate them (first one, then the other) for `rounds` rounds of about
     steps / rounds steps each. Other programs on a shared machine hit single rounds: report medians."""
-    config = preset_config(PRESET)
-    peer = PeerLoop(images, device, config.batch_size, config.lr)
-    library = LibraryLoop(images, device, threads)
-    rates = {"library": Rates(), "peer": Rates()}
+    loops = {kind: LoopProcess(kind, args, threads) for kind in ("library", "peer")}
+    rates = {kind: Rates() for kind in loops}
     try:
-        start = time.perf_counter()
-        library.warm_up(args.warmup)
-        library_rate = library.job.snapshot().step / (time.perf_counter() - start)  # to size its rounds
-        peer.run(args.warmup)
+        for loop in loops.values():
+            loop.request("warm_up", args.warmup)
         per_round = max(10, args.steps // args.rounds)
         for index in range(args.rounds):
-            for name in ("library", "peer") if index % 2 == 0 else ("peer", "library"):
-                if name == "library":
-                    steps, seconds = library.run(per_round / library_rate)
-                    library_rate = steps / seconds
-                else:
-                    steps, seconds = per_round, peer.run(per_round)
-                rates[name].rounds.append(steps / seconds)
+            for kind in ("library", "peer") if index % 2 == 0 else ("peer", "library"):
+                steps, seconds = loops[kind].request("run", per_round)
+                rates[kind].rounds.append(steps / seconds)
     finally:
-        library.close()
+        for loop in loops.values():
+            loop.close()
     return rates
 
 
 def report(args: argparse.Namespace) -> dict[str, object]:
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
-    torch.set_num_threads(threads)  # this thread (peer, matmul); the job sets the same count in its own
+    torch.set_num_threads(threads)  # for the matmul peak and ceiling; each loop sets the same in its process
     torch.manual_seed(0)
+    rates = measure(args, threads)  # before this process runs any torch op of its own
     images = load_images(Path(args.data) if args.data else None)
-    rates = measure(args, device, threads, images)
     library, peer = rates["library"].median, rates["peer"].median
     peak = matmul_peak_gflops(device)
     model = preset_config(PRESET).model
@@ -449,6 +511,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
     parser.add_argument("--profile", action="store_true", help="also print where a step's time goes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--worker", choices=("library", "peer"), help=argparse.SUPPRESS)  # one loop, for measure()
     args = parser.parse_args(argv)
     if args.steps < 10 or args.rounds < 1 or args.warmup < 1:
         parser.error("--steps must be at least 10, --rounds and --warmup at least 1.")
@@ -459,6 +522,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.worker:
+        serve_loop(args)
+        return
     result = report(args)
     if args.json:
         print(json.dumps(result))

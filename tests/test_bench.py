@@ -82,3 +82,24 @@ def test_the_memory_autograd_keeps_for_backward_grows_with_the_batch(small_digit
         trainer = Trainer(small_config.replace(batch_size=batch), small_digits, torch.device("cpu"))
         sizes.append(saved_for_backward_mb(trainer))
     assert 0 < sizes[0] < sizes[1] < 4 * sizes[0] + 0.01  # linear in the batch, plus what does not depend on it
+
+
+def test_each_throughput_loop_runs_in_a_process_of_its_own_and_counts_its_steps():
+    """One process for both loops would slow both: two OpenMP teams on two cores stop GNU OpenMP spinning."""
+    import os
+
+    from bench.train_throughput import LoopProcess, parse_args
+
+    args = parse_args(["--device", "cpu", "--threads", "1", "--data", str(ROOT / "no-such-folder")])  # random pixels
+    for kind in ("peer", "library"):
+        loop = LoopProcess(kind, args, threads=1)
+        try:
+            assert loop.process.pid != os.getpid()
+            loop.request("warm_up", 2)
+            steps, seconds = loop.request("run", 3)
+            assert steps >= 1 and seconds > 0
+            if kind == "peer":
+                assert steps == 3  # the peer takes exactly the steps asked for; the library about that many
+        finally:
+            loop.close()
+        assert loop.process.returncode == 0
