@@ -8,18 +8,18 @@ Measures steps per second of
   2. the peer: a loop written like pytorch/examples' VAE `main.py`: `torchvision.datasets.MNIST` with
      `transforms.ToTensor()` (reproduced here with Pillow and numpy, per sample: uint8 -> PIL image ->
      float tensor / 255 of shape (1, 28, 28)) behind `DataLoader(batch_size=128, shuffle=True)`, and the
-     example's model, loss (BCE sum + KLD) and Adam step unchanged, `loss.item()` every step included.
-Both run the same number of torch threads, each in a process of its own (as a person runs either), each gets a
-warm-up, and they alternate in rounds so neither is favoured by the machine's state; the medians over rounds are
-reported (robust to other programs). One process for both would be unfair to both: each thread that runs torch
-ops keeps its own OpenMP team, and once a process holds more OpenMP threads than there are cores, GNU OpenMP
-stops spinning between parallel regions and every op pays a wake-up (measured: the library 180 -> 100 steps/s, the
-peer 75 -> 52). With
---steps above ~430 the library's rounds start to include its end-of-epoch held-out evaluation (469 steps
-per epoch), which the peer's train() loop does not do. It also measures the float32 matmul peak of this
-machine with the same thread count and reports each loop's fraction of the physical limit
-peak / (FLOPs per training step), with the ceiling that the step's matmuls alone reach through autograd (small
-matrices run below the peak of large square ones); --profile adds where a step's time goes, part by part.
+     example's model, loss (BCE sum + KLD) and Adam step unchanged, `loss.item()` every step included;
+  3. the matmul limit: the step's matmuls alone through autograd at the preset's shapes, with nothing else (no
+     loss, optimiser, data or metrics): what any training loop with these shapes can reach on this machine.
+Each runs with the same number of torch threads in a process of its own (as a person runs either), each gets a
+warm-up, and they take turns in rounds so none is favoured by the machine's state; the figures are the medians
+over rounds of the ratios within a round (robust to other programs). One process for all would be unfair: each
+thread that runs torch ops keeps its own OpenMP team, and once a process holds more OpenMP threads than there are
+cores, GNU OpenMP stops spinning between parallel regions and every op pays a wake-up (measured: the library
+180 -> 100 steps/s, the peer 75 -> 52). With --steps above ~430 the library's rounds include its end-of-epoch
+held-out evaluation (469 steps per epoch), as the example's test() does after each epoch. For scale, it also
+prints the float32 matmul peak of large square matrices and the fraction of it each reaches (128-row matrices run
+well below that peak, so the matmuls alone reach only 50-70% of it); --profile adds where a step's time goes.
 
 Data: real MNIST when IDX files are found (`--data DIR`, else `vae.data.default_data_dir()/mnist`); with only
 the 10k test images, they are repeated to 60000 training images so an epoch is as long as MNIST's. Nothing is
@@ -53,6 +53,7 @@ from vae.data import Dataset, default_data_dir, read_idx
 from vae.job import JobSnapshot, JobStatus, TrainingJob, resolve_device
 
 PRESET = "pytorch-examples-mnist"
+LOOPS = ("library", "peer", "matmuls")  # what measure() times, each in a process of its own
 MNIST_TRAIN_SIZE = 60000
 
 
@@ -299,21 +300,39 @@ def flops_per_step(batch: int, sizes: tuple[tuple[int, int], ...]) -> float:
     return 3 * sum(forward) - forward[0]
 
 
-def bare_matmul_rate(device: torch.device, batch: int, sizes: tuple[tuple[int, int], ...], seconds: float) -> float:
-    """Steps/s of the preset's matmuls alone, through autograd (encoder, the loc and scale heads, decoder, their
-    backward pass with two ReLUs and nothing else: no loss, optimiser, data or metrics): the ceiling any training
-    loop with these shapes has on this machine."""
-    x = torch.rand(batch, sizes[0][0], device=device)
-    encoder, loc_head, scale_head, decoder_in, decoder_out = (
-        torch.randn(n_out, n_in, device=device, requires_grad=True) for n_in, n_out in sizes)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or steps < 3:
-        hidden = torch.relu(x @ encoder.T)
+PRESET_LAYERS = ((784, 400), (400, 20), (400, 20), (20, 400), (400, 784))  # (in, out): encoder, loc, scale, decoder
+
+
+class MatmulLoop:
+    """The preset's matmuls alone, through autograd (encoder, the loc and scale heads, decoder, their backward pass
+    with two ReLUs and nothing else: no loss, optimiser, data or metrics): the limit any training loop with these
+    shapes has on this machine, measured the way the loops are, a round at a time."""
+
+    def __init__(self, device: torch.device, batch: int, sizes: tuple[tuple[int, int], ...] = PRESET_LAYERS) -> None:
+        self.device = device
+        self.x = torch.rand(batch, sizes[0][0], device=device)
+        self.weights = [torch.randn(n_out, n_in, device=device, requires_grad=True) for n_in, n_out in sizes]
+
+    def step(self) -> None:
+        encoder, loc_head, scale_head, decoder_in, decoder_out = self.weights
+        hidden = torch.relu(self.x @ encoder.T)
         z = hidden @ loc_head.T + hidden @ scale_head.T
         (torch.relu(z @ decoder_in.T) @ decoder_out.T).sum().backward()
-        steps += 1
-    _synchronize(device)
-    return steps / (time.perf_counter() - start)
+
+    def warm_up(self, steps: int) -> None:
+        self.run(steps)
+
+    def run(self, steps: int) -> tuple[int, float]:
+        """(steps taken, seconds)."""
+        _synchronize(self.device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        _synchronize(self.device)
+        return steps, time.perf_counter() - start
+
+    def close(self) -> None:
+        pass
 
 
 # Where a step's time goes: torch profiler op names -> a part of the step.
@@ -402,9 +421,11 @@ def serve_loop(args: argparse.Namespace) -> None:
     images = load_images(Path(args.data) if args.data else None)
     config = preset_config(PRESET)
     if args.worker == "library":
-        loop: LibraryLoop | PeerLoop = LibraryLoop(images, device, args.threads)
-    else:
+        loop: LibraryLoop | PeerLoop | MatmulLoop = LibraryLoop(images, device, args.threads)
+    elif args.worker == "peer":
         loop = PeerLoop(images, device, config.batch_size, config.lr)
+    else:
+        loop = MatmulLoop(device, config.batch_size)
     print(json.dumps({"ready": True}), flush=True)
     try:
         for line in sys.stdin:
@@ -420,16 +441,16 @@ def serve_loop(args: argparse.Namespace) -> None:
 
 
 def measure(args: argparse.Namespace, threads: int) -> dict[str, Rates]:
-    """Warm both loops up, then alternate them (first one, then the other) for `rounds` rounds of about
-    steps / rounds steps each. Other programs on a shared machine hit single rounds: report medians."""
-    loops = {kind: LoopProcess(kind, args, threads) for kind in ("library", "peer")}
+    """Warm every loop up, then run them one after another (in turn forwards and backwards) for `rounds` rounds of
+    about steps / rounds steps each. Other programs on a shared machine hit single rounds: report medians."""
+    loops = {kind: LoopProcess(kind, args, threads) for kind in LOOPS}
     rates = {kind: Rates() for kind in loops}
     try:
         for loop in loops.values():
             loop.request("warm_up", args.warmup)
         per_round = max(10, args.steps // args.rounds)
         for index in range(args.rounds):
-            for kind in ("library", "peer") if index % 2 == 0 else ("peer", "library"):
+            for kind in LOOPS if index % 2 == 0 else LOOPS[::-1]:
                 steps, seconds = loops[kind].request("run", per_round)
                 rates[kind].rounds.append(steps / seconds)
     finally:
@@ -441,59 +462,48 @@ def measure(args: argparse.Namespace, threads: int) -> dict[str, Rates]:
 def report(args: argparse.Namespace) -> dict[str, object]:
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
-    torch.set_num_threads(threads)  # for the matmul peak and ceiling; each loop sets the same in its process
-    torch.manual_seed(0)
+    torch.set_num_threads(threads)  # for the matmul peak; each loop sets the same in its process
     rates = measure(args, threads)  # before this process runs any torch op of its own
     images = load_images(Path(args.data) if args.data else None)
-    library, peer = rates["library"].median, rates["peer"].median
+    library, peer, matmuls = (rates[kind].median for kind in LOOPS)
     peak = matmul_peak_gflops(device)
-    model = preset_config(PRESET).model
-    hidden, latent, pixels = model.hidden_sizes[0], model.latent_dim, model.input_dim
-    layers = ((pixels, hidden), (hidden, latent), (hidden, latent), (latent, hidden), (hidden, pixels))
-    batch = preset_config(PRESET).batch_size
-    flops = flops_per_step(batch, layers)
-    limit = peak * 1e9 / flops
-    ceiling = bare_matmul_rate(device, batch, layers, seconds=2.0)
+    flops = flops_per_step(preset_config(PRESET).batch_size, PRESET_LAYERS)
+    square_limit = peak * 1e9 / flops
     return {
         "device": str(device),
         "threads": threads,
         "data": images.source,
-        "library_steps_per_s": library,
-        "peer_steps_per_s": peer,
-        "library_rounds": rates["library"].rounds,
-        "peer_rounds": rates["peer"].rounds,
+        **{f"{kind}_steps_per_s": rates[kind].median for kind in LOOPS},
+        **{f"{kind}_rounds": rates[kind].rounds for kind in LOOPS},
         "ratio_library_to_peer": library / peer,
+        "library_fraction_of_matmuls": library / matmuls,
+        "peer_fraction_of_matmuls": peer / matmuls,
         "matmul_peak_gflops": peak,
         "gflop_per_step": flops / 1e9,
-        "limit_steps_per_s": limit,
-        "library_fraction_of_limit": library / limit,
-        "peer_fraction_of_limit": peer / limit,
-        "bare_matmul_steps_per_s": ceiling,
-        "bare_matmul_fraction_of_limit": ceiling / limit,
+        "square_peak_steps_per_s": square_limit,
+        "library_fraction_of_square_peak": library / square_limit,
+        "matmuls_fraction_of_square_peak": matmuls / square_limit,
         "step_profile_ms": step_profile(images, device) if args.profile else None,
     }
 
 
 def print_report(r: dict[str, object]) -> None:
     print(f"Training throughput, preset {PRESET} (784-400-20, batch 128, Adam 1e-3)")
-    print(f"  device {r['device']}, {r['threads']} torch thread(s)")
+    print(f"  device {r['device']}, {r['threads']} torch thread(s), each loop in a process of its own")
     print(f"  data: {r['data']}")
-    for name, label in (("library", "library (TrainingJob, index slices)"), ("peer", "peer (DataLoader + ToTensor)")):
-        rounds = r[f"{name}_rounds"]
-        print(
-            f"  {label:36s} {r[f'{name}_steps_per_s']:6.1f} steps/s "
-            f"(median of {len(rounds)} rounds, {min(rounds):.0f}-{max(rounds):.0f})"
-        )
+    for kind, label in (("library", "library (TrainingJob, index slices)"), ("peer", "peer (DataLoader + ToTensor)"),
+                        ("matmuls", "the step's matmuls alone (autograd)")):
+        rounds = r[f"{kind}_rounds"]
+        print(f"  {label:36s} {r[f'{kind}_steps_per_s']:6.1f} steps/s "
+              f"(median of {len(rounds)} rounds, {min(rounds):.0f}-{max(rounds):.0f})")
     print(f"  ratio library / peer: {r['ratio_library_to_peer']:.2f}x")
-    print(f"  matmul peak (float32): {r['matmul_peak_gflops']:.1f} GFLOP/s")
-    print(f"  FLOPs per step: {r['gflop_per_step']:.3f} GFLOP = forward, weight and input gradients of each layer "
-          "(3 x 2*128*(784*400 + 2*400*20 + 20*400 + 400*784)), less the pixels' gradient")
-    print(
-        f"  limit {r['limit_steps_per_s']:.0f} steps/s; fraction reached: library "
-        f"{r['library_fraction_of_limit']:.1%}, peer {r['peer_fraction_of_limit']:.1%}"
-    )
-    print(f"  ceiling: the step's matmuls alone through autograd, {r['bare_matmul_steps_per_s']:.0f} steps/s = "
-          f"{r['bare_matmul_fraction_of_limit']:.1%} of the limit (small matrices run below the square peak)")
+    print(f"  fraction of the matmul limit (the step's matmuls alone): library {r['library_fraction_of_matmuls']:.1%}, "
+          f"peer {r['peer_fraction_of_matmuls']:.1%}")
+    print(f"  float32 matmul peak (square 1024-2048): {r['matmul_peak_gflops']:.1f} GFLOP/s; at "
+          f"{r['gflop_per_step']:.3f} GFLOP a step (forward, weight and input gradients of each layer, less the "
+          f"pixels' gradient) that is {r['square_peak_steps_per_s']:.0f} steps/s, of which the library reaches "
+          f"{r['library_fraction_of_square_peak']:.1%} and the step's matmuls alone "
+          f"{r['matmuls_fraction_of_square_peak']:.1%} (128-row matrices run below the square peak)")
     if r["step_profile_ms"]:
         total = sum(ms for _, ms in r["step_profile_ms"])
         print(f"  where a library step's {total:.2f} ms go (torch profiler, which adds its own overhead):")
@@ -511,7 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
     parser.add_argument("--profile", action="store_true", help="also print where a step's time goes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    parser.add_argument("--worker", choices=("library", "peer"), help=argparse.SUPPRESS)  # one loop, for measure()
+    parser.add_argument("--worker", choices=LOOPS, help=argparse.SUPPRESS)  # one loop, for measure()
     args = parser.parse_args(argv)
     if args.steps < 10 or args.rounds < 1 or args.warmup < 1:
         parser.error("--steps must be at least 10, --rounds and --warmup at least 1.")
@@ -530,11 +540,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
     else:
         print_report(result)
-    ratios = [lib / peer for lib, peer in zip(result["library_rounds"], result["peer_rounds"], strict=True)]
-    fractions = [lib / result["limit_steps_per_s"] for lib in result["library_rounds"]]
+    library = result["library_rounds"]
+    ratios = [lib / peer for lib, peer in zip(library, result["peer_rounds"], strict=True)]
+    fractions = [lib / matmuls for lib, matmuls in zip(library, result["matmuls_rounds"], strict=True)]
     emit([median_figure("training: library / pytorch-examples loop (steps/s)", ratios, "x", 2.5, True),
-          median_figure("training: library / matmul limit", fractions, "fraction", 0.60, True)])
-
+          median_figure("training: library / the step's matmuls alone (steps/s)", fractions, "fraction", 0.60, True)])
 
 if __name__ == "__main__":
     main()
