@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, patient, serve_app  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, new_tab, serve_app  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -60,7 +60,7 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tabs = []
         for _ in range(args.tabs):
-            page = patient(browser.new_context(viewport={"width": 1280, "height": 720}).new_page())
+            page = new_tab(browser)
             counts = {"received": 0, "bytes": 0, "sent": 0}
             count_frames(page, counts)
             page.goto(f"{url}/train?epochs=5000")

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._figures import Figure, emit  # noqa: E402
-from tests.browser import browser_page, patient, serve_app, wait_for_idle  # noqa: E402
+from tests.browser import browser_page, new_tab, serve_app, wait_for_idle  # noqa: E402
 from vae.config import PRETRAINED  # noqa: E402
 
 PICTURE = "img[alt='decoded from z']"
@@ -42,7 +42,7 @@ def open_latent_page(page, url: str, runs: int) -> None:
     """The Latent space page in `page`, with `runs` runs training: the first started by this tab, the others by
     tabs (sessions) of the same browser that close once they train."""
     for _ in range(runs - 1):
-        other = patient(page.context.browser.new_page(viewport={"width": 1280, "height": 720}))
+        other = new_tab(page.context.browser)
         start_training(other, url)
         other.close()
     if runs:

@@ -19,7 +19,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, patient, serve_app, wait_for_idle  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, new_tab, serve_app, wait_for_idle  # noqa: E402
 
 STEP = re.compile(r"step ([\d,]+)")
 WARM_UP_S = 300
@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     with serve_app() as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = patient(browser.new_page(viewport={"width": 1280, "height": 720}))
+        page = new_tab(browser)
         page.goto(server)
         wait_for_idle(page, timeout=120_000)
         start_long_run(page)

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from pages._memory import preset_widget, remembered
 from vae.links import GLOBAL_PARAMETERS, LinkSetting, link_query, read_link
 
 SETTINGS_KEY = "link:settings"  # the settings of the page being drawn
@@ -33,7 +34,7 @@ def open_link(settings: Sequence[LinkSetting]) -> None:
         return
     st.session_state[SEEN_KEY] = query
     for key, value in reading.values.items():
-        st.session_state[key] = st.session_state["kept:" + key] = value  # kept: see _session.remembered
+        preset_widget(key, value)
     if reading.ignored:
         from pages._session import literal  # noqa: PLC0415 - _session imports this module
 
@@ -48,14 +49,7 @@ def hidden(name: str) -> bool:
 
 def unless_hidden(name: str, key: str, default: Any, draw: Callable[[], Any]) -> Any:
     """The widget `draw()` returns, or, when the link hides setting `name`, the value it would have shown."""
-    if hidden(name):
-        return st.session_state.get(key, st.session_state.get("kept:" + key, default))
-    return draw()
-
-
-def _current(setting: LinkSetting) -> Any:
-    state = st.session_state
-    return state.get(setting.key, state.get("kept:" + setting.key, setting.default))
+    return remembered(key, default) if hidden(name) else draw()
 
 
 def update_link() -> None:
@@ -63,7 +57,7 @@ def update_link() -> None:
     settings = st.session_state.get(SETTINGS_KEY, ())
     query = query_now()
     wanted = {name: text for name, text in query.items() if name in GLOBAL_PARAMETERS}
-    wanted |= link_query({s.key: _current(s) for s in settings}, settings)
+    wanted |= link_query({s.key: remembered(s.key, s.default) for s in settings}, settings)
     if wanted != query:
         st.query_params.from_dict(wanted)
     st.session_state[SEEN_KEY] = wanted

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages._links import update_link
+from pages._memory import remember_widgets, remembered  # noqa: F401 - the pages' vocabulary, from here
 from vae import links, scheduler, warmup
 from vae.config import PRETRAINED, TrainConfig, preset_config, race_configs
 from vae.data import MAX_UPLOAD_MB, DataError, Dataset, load_named_dataset
@@ -168,23 +169,6 @@ def cached_dataset(name: str) -> Dataset:
     """Shared by all sessions (read-only arrays). A failed download falls back to the bundled digits. Names only,
     never paths: an uploaded checkpoint's config names its dataset, and that name is the user's to write."""
     return load_named_dataset(name, fallback_to_digits=True)
-
-
-def remembered(key: str, default: Any) -> Any:
-    """A widget's value to draw it with: its own state, else the value kept from an earlier page, else `default`.
-
-    Pass it as the widget's `value`/`index` on every run, not only the first. A widget inside a popover or a
-    closed expander is mounted in the browser only when first opened, and it then starts from the value its
-    element carries: without `value` that is the widget's minimum (learning rate 1e-5, batch size 1), which the
-    browser sends back and the next Start trains with."""
-    return st.session_state.get(key, st.session_state.get("kept:" + key, default))
-
-
-def remember_widgets(keys: Iterable[str]) -> None:
-    """Keep widget values under plain keys: Streamlit drops a widget's state when a page without it runs."""
-    for key in keys:
-        if key in st.session_state:
-            st.session_state["kept:" + key] = st.session_state[key]
 
 
 def show_images(images: np.ndarray, columns: int, caption: str, tile: int = 56, gap: int = 2) -> None:

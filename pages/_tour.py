@@ -8,6 +8,7 @@ import json
 
 import streamlit as st
 
+from pages._memory import preset_widget
 from pages._session import (
     RACE_KEY,
     cached_dataset,
@@ -73,7 +74,7 @@ def follow_tour(current_page: str) -> str | None:
 def apply(step: TourStep) -> None:
     """Set the step's widgets (this runs before the page draws them) and start what it starts."""
     for key, value in step.settings.items():
-        st.session_state[key] = st.session_state["kept:" + key] = value  # kept: see _session.remembered
+        preset_widget(key, value)
     if step.action is not Action.NONE:
         wait_for_torch()
     if step.action is Action.TRAIN:

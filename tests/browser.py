@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots, to look at after a run
@@ -92,11 +92,14 @@ def browser_page(width: int = 1280, height: int = 720) -> Iterator[Page]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            patient(page)
-            yield page
+            yield new_tab(browser, width, height)
         finally:
             browser.close()
+
+
+def new_tab(browser: Browser, width: int = 1280, height: int = 720) -> Page:
+    """A tab of its own session, projector-sized by default, with patient waits."""
+    return patient(browser.new_page(viewport={"width": width, "height": height}))
 
 
 def patient(page: Page, timeout_ms: float = 120_000) -> Page:

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, patient, serve_app
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, new_tab, serve_app
 from vae.tour import TOUR, Action, css_class
 
 SLIDER = "input[type='range']"
@@ -77,7 +77,7 @@ def wait_for_step_conditions(page: Page, number: int) -> None:
 def test_the_guided_tour_walks_every_step_offline_and_each_step_acts():
     with serve_app() as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = patient(browser.new_context(viewport={"width": 1280, "height": 720}).new_page())
+        page = new_tab(browser)
         tried = block_outside_requests(page, server)
         page.goto(server)
         page.get_by_role("button", name="Guided tour").click()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, patient, screenshot, serve_app, wait_for_idle
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, new_tab, screenshot, serve_app, wait_for_idle
 
 # The grace outlasts a connection that drops and comes back on a loaded machine (CI saw one reaped at 5 s).
 SESSIONS, CAPACITY, GRACE_S = 8, 2, 60
@@ -51,7 +51,7 @@ TAB_NUMBERS = itertools.count()
 
 
 def open_session(browser: Browser, url: str) -> Page:
-    page = patient(browser.new_context(viewport={"width": 1280, "height": 720}).new_page())
+    page = new_tab(browser)
     tab = next(TAB_NUMBERS)
     page.on("console", lambda message: CONNECTION_WORDS.search(message.text)
             and CONNECTION_NEWS.append(f"{time.strftime('%X')} tab {tab}: {message.text[:200]}"))
