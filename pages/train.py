@@ -251,8 +251,11 @@ def controls(job: TrainingJob | None, snap: JobSnapshot | None) -> None:
     else:
         pause_column.button("Pause", icon=":material/pause:", width="stretch", disabled=status != JobStatus.RUNNING,
                             on_click=job.pause if job else None)
-    step_column.button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive,
-                       on_click=job.step if job else None, help="One minibatch, then pause: SGD one step at a time.")
+    queued = status == JobStatus.QUEUED  # a step asked now would come unseen, whenever a training slot is free
+    step_column.button("Step", icon=":material/skip_next:", width="stretch", disabled=not alive or queued,
+                       on_click=job.step if job else None,
+                       help="Waits for a free training slot." if queued else
+                       "One minibatch, then pause: SGD one step at a time.")
     stop_column.button("Stop", icon=":material/stop:", width="stretch", disabled=not alive,
                        on_click=job.stop if job else None)
     with counter_column:

@@ -231,3 +231,28 @@ def test_a_runs_downloads_are_files_made_before_the_click_and_hold_its_weights(a
     weights = load_checkpoint(checkpoint).model.state_dict()
     assert all(torch.equal(weights[name], tensor) for name, tensor in job.model().state_dict().items())
     assert metrics == metrics_csv(job.snapshot())  # every step and epoch of the finished run
+
+
+def test_a_queued_run_offers_stop_but_not_step_or_pause(app, monkeypatch, small_digits, small_config):
+    """A step asked of a queued run would come minutes later, unseen, and leave it paused on a slot others wait for."""
+    import vae.job as job_module
+    from vae.job import TrainingJob, TrainingSlots
+
+    monkeypatch.setattr(job_module, "SLOTS", TrainingSlots(1))
+    ahead = TrainingJob(small_config.replace(epochs=10_000), small_digits)  # holds the only slot
+    ahead.start()
+    try:
+        ahead.wait_until(lambda s: s.status == JobStatus.RUNNING, timeout=60)
+        button(app, "Start").click().run()
+        queued = app.session_state["training_job"]
+        assert queued.wait_until(lambda s: s.status == JobStatus.QUEUED, timeout=60).status == JobStatus.QUEUED
+        app.run()
+        assert button(app, "Step").disabled and button(app, "Pause").disabled
+        assert not button(app, "Stop").disabled
+        assert "training slot" in button(app, "Step").help
+    finally:
+        ahead.stop()
+        ahead.join(10)
+    queued.wait_until(lambda s: s.status == JobStatus.RUNNING, timeout=60)  # the slot is free: it trains
+    app.run()
+    assert not button(app, "Step").disabled and not button(app, "Pause").disabled
