@@ -26,6 +26,7 @@ from vae.bounds import BoundCurve, GradientSNR, gradient_snr, importance_weighte
 from vae.categorical import decode_categories, kl_per_variable, likeliest_categories
 from vae.collapse import COLLAPSING, remedy_configs, remedy_result
 from vae.config import MAX_CATEGORIES, POSTERIOR_FAMILIES
+from vae.families import posterior_words
 from vae.figures import bound_curve_figure, gradient_snr_figure, kl_per_dimension_figure, latent_scatter_figure
 from vae.latent import (
     decode_images,
@@ -70,11 +71,6 @@ if not presenting():  # on a projector the teacher says it: the sliders and the 
 
 
 # --- the current point z, shared by sliders, buttons and the map ---------------------------------------------------
-
-
-def mean_name(family: str) -> str:
-    """The posterior mean's name in this page's sentences: μ(x), or E[z|x] for a Gamma z (its μ is log α)."""
-    return "E[z|x]" if family == "gamma" else "μ(x)"
 
 
 def slider_key(k: int) -> str:
@@ -138,12 +134,12 @@ def point_buttons(choice: ModelChoice) -> None:
     buttons[0].button("Reset", icon=":material/restart_alt:", on_click=set_point,
                       args=(prior_centre(family, latent_dim), family))
     buttons[1].button("Random draw", icon=":material/casino:", on_click=random_draw, args=(latent_dim, family),
-                      help="A draw z ~ p(z), the prior" + (": N(0, I)" if family == "gaussian" else ""))
+                      help=f"A draw z ~ p(z), the prior: {posterior_words(family).prior} in each dimension")
     if not presenting():
         index = buttons[2].number_input("Test image number", 0, len(choice.dataset.x_test) - 1, 0,
                                         key="latent:image")
         buttons[3].button("Start from this image", on_click=from_test_image, args=(choice, index),
-                          help=f"Move to the image's posterior mean {mean_name(family)}")
+                          help=f"Move to the image's posterior mean {posterior_words(family).mean}")
 
 
 # --- the map of the test set ---------------------------------------------------------------------------------------
@@ -160,7 +156,7 @@ def map_section(choice: ModelChoice, means: np.ndarray) -> None:
     points, axis = projection_2d(means)
     labels = choice.dataset.y_test
     figure = latent_scatter_figure(points, labels, axis)
-    mean = mean_name(choice.config.model.posterior)
+    mean = posterior_words(choice.config.model.posterior).mean
     note = f"the posterior means {mean}" if axis == "z" else f"the first two principal components of the means {mean}"
     st.caption(f"The encoded test set ({note}), coloured by label. Click a point: the sliders jump to its {mean}.")
     show_figure(figure, "latent:map", on_select=lambda: on_map_click(choice, means), selection_mode="points")
@@ -197,11 +193,11 @@ def interpolation_section(choice: ModelChoice) -> None:
     first = columns[0].number_input("From test image", 0, last, 0, key="latent:from")
     second = columns[1].number_input("To test image", 0, last, min(7, last), key="latent:to")
     ends = posterior_means(choice.model, choice.dataset.x_test[[first, second]])
+    mean = posterior_words(choice.config.model.posterior).mean
     for method in ("linear", "spherical"):
         path = interpolate(ends[0], ends[1], 10, method)
         show_images(decode_images(choice.model, path), 10,
-                    f"{method.capitalize()} interpolation between {mean_name(choice.config.model.posterior)} of the "
-                    "two images.", tile=64)
+                    f"{method.capitalize()} interpolation between {mean} of the two images.", tile=64)
 
 
 def samples_section(choice: ModelChoice) -> None:

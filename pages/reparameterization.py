@@ -18,7 +18,16 @@ from pages._session import (
 )
 from vae import links
 from vae.discrete import MAX_TEMPERATURE, MIN_TEMPERATURE, relaxed_draws
-from vae.families import FAMILIES, Family, base_distribution, density_on, gradients_at, transform_at, transform_demo
+from vae.families import (
+    FAMILIES,
+    Family,
+    base_distribution,
+    density_on,
+    gradients_at,
+    posterior_words,
+    transform_at,
+    transform_demo,
+)
 from vae.figures import (
     category_bars_figure,
     coloured,
@@ -217,17 +226,15 @@ def model_section() -> None:
 
 def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
     draws = posterior_draws(choice.model, choice.dataset.x_test[index], seed=seed)
-    gamma = choice.config.model.posterior == "gamma"  # no g: z = F^-1(u; alpha(x), beta(x)), differentiated implicitly
-    draw = "z = F⁻¹(u; α(x), β(x))" if gamma else "z = μ(x) + σ(x)·ε"
+    words = posterior_words(choice.config.model.posterior)
     left, right = st.columns([3, 2])
     with left:
-        names = ("z = F⁻¹(u; α, β)", "E[z|x] ± sd") if gamma else ("z = μ + σ·ε", "μ(x) ± σ(x)")
+        names = (words.draw, f"{words.mean} ± {words.spread}")
         show_figure(posterior_figure(draws.mean, draws.spread, draws.z, names=names), "reparam:posterior")
     with right:
         show_images(draws.pictures, 5, "First: the test image x. Then the decoder's output for nine draws "
-                    f"{draw} (model: {literal(choice.label)}).", tile=48)
-    collapsed = "E[z|x] ≈ 1 and sd ≈ 1 (the prior Gamma(1, 1))" if gamma else "μ ≈ 0 and σ ≈ 1"
-    left.caption(f"A dimension with {collapsed} for every image carries no information: its q(z|x) is the "
+                    f"{words.draw_of_x} (model: {literal(choice.label)}).", tile=48)
+    left.caption(f"A dimension with {words.collapsed} for every image carries no information: its q(z|x) is the "
                  "prior (posterior collapse). The Latent space page counts them.")
 
 

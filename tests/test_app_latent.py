@@ -106,3 +106,7 @@ def plotted(values) -> np.ndarray:
     if isinstance(values, dict):
         return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
     return np.asarray(values)
+
+
+def test_the_random_draw_names_the_prior_it_draws_from(page):
+    assert button(page, "Random draw").help == "A draw z ~ p(z), the prior: N(0, 1) in each dimension"

@@ -2,11 +2,10 @@
 
 import pytest
 
-from pages._session import JOB_KEY, PRESENTING_KEY
-from tests.conftest import open_app_page
-from vae.config import ModelConfig, TrainConfig
+from pages._session import PRESENTING_KEY
+from tests.conftest import live_app_run, open_app_page
 from vae.families import FAMILIES
-from vae.job import JobStatus, TrainingJob
+from vae.job import JobStatus
 
 
 def pseudocode(at) -> str:
@@ -39,21 +38,12 @@ def test_the_pseudocode_follows_the_live_job():
 @pytest.mark.parametrize("family", ["laplace", "logistic", "student-t"])
 def test_the_pseudocode_names_the_live_runs_family(small_digits, family):
     """It said ε ~ N(0, I) and z = μ + σ ⊙ ε while a Laplace (or Logistic, Student-t) run trained."""
-    config = TrainConfig(model=ModelConfig(hidden_sizes=(32,), latent_dim=2, posterior=family), epochs=1,
-                         batch_size=32, device="cpu")
-    job = TrainingJob(config, small_digits)
-    job.step(1)
-    try:
-        at = open_app_page()
-        at.session_state[JOB_KEY] = job
+    with live_app_run(family, small_digits) as (at, _):
         at.switch_page("pages/lecture.py").run()
         assert not at.exception
         loop = pseudocode(at)
         assert FAMILIES[family].base in loop and FAMILIES[family].formula in loop
         assert "N(0, I)" not in loop and "N(0, 1)" not in loop and r"\sigma_\phi" not in loop
-    finally:
-        job.stop()
-        job.join(timeout=10)
 
 
 def test_presentation_mode_opens_on_the_formulas():

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from pages._session import PRESENTING_KEY
-from tests.conftest import open_app_page
+from tests.conftest import live_app_run, open_app_page
 from vae.families import FAMILIES
 from vae.figures import PROJECTOR_SCALE
 
@@ -85,3 +85,30 @@ def test_presentation_mode_keeps_the_picker_sliders_and_plot_and_hides_the_rest(
     assert not any("Pick a family" in m.value for m in page.markdown)  # the intro: the teacher says it
     assert len(page.expander) == 0  # the derivation, for reading alone
     assert chart_font_sizes(page) == [size * PROJECTOR_SCALE for size in normal_sizes]  # every chart, larger
+
+
+# How each posterior family's parts are named where the page shows a live run's q(z|x): its own scale symbol (b for
+# the Laplace, s for the logistic), and for the Gamma, which has no g, its mean and standard deviation.
+LIVE_RUN_WORDS = {  # family: the legend's two names, the pictures' draw, a collapsed dimension
+    "gaussian": ("z = μ + σ·ε", "μ(x) ± σ(x)", "z = μ(x) + σ(x)·ε", "μ ≈ 0 and σ ≈ 1 (the prior N(0, 1))"),
+    "laplace": ("z = μ + b·ε", "μ(x) ± b(x)", "z = μ(x) + b(x)·ε", "μ ≈ 0 and b ≈ 1 (the prior Laplace(0, 1))"),
+    "logistic": ("z = μ + s·F⁻¹(u)", "μ(x) ± s(x)", "z = μ(x) + s(x)·F⁻¹(u)",
+                 "μ ≈ 0 and s ≈ 1 (the prior Logistic(0, 1))"),
+    "student-t": ("z = μ + σ·ε", "μ(x) ± σ(x)", "z = μ(x) + σ(x)·ε",
+                  "μ ≈ 0 and σ ≈ 1 (the prior Student-t(0, 1, ν = 3))"),
+    "gamma": ("z = F⁻¹(u; α, β)", "E[z|x] ± sd", "z = F⁻¹(u; α(x), β(x))",
+              "E[z|x] ≈ 1 and sd ≈ 1 (the prior Gamma(1, 1))"),
+}
+
+
+@pytest.mark.parametrize("family", list(LIVE_RUN_WORDS))
+def test_a_live_runs_posterior_is_named_in_its_familys_symbols(small_digits, family):
+    """It said z = μ + σ·ε and μ(x) ± σ(x) for a Laplace or logistic run, whose scale is b or s."""
+    with live_app_run(family, small_digits) as (at, _):
+        at.switch_page("pages/reparameterization.py").run()
+        assert not at.exception and at.selectbox(key="reparam:model").value == "live"
+        draw, bar, draw_of_x, collapsed = LIVE_RUN_WORDS[family]
+        posterior_chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+        assert [trace["name"] for trace in posterior_chart["data"]] == [draw, bar]
+        captions = " ".join(c.value for c in at.caption)
+        assert f"nine draws {draw_of_x} (model" in captions and f"A dimension with {collapsed}" in captions

@@ -605,6 +605,43 @@ def posterior_family(family_name: str) -> Family:
     return GAMMA_POSTERIOR if family_name == "gamma" else FAMILIES[family_name]
 
 
+_UNICODE = {r"\mu": "μ", r"\sigma": "σ", r"\gamma": "γ", r"\nu": "ν", r"\alpha": "α", r"\varepsilon": "ε"}
+
+
+def plain_symbol(latex: str) -> str:
+    """A family's LaTeX parameter symbol as plain text, for table headings, legends and the graph's labels."""
+    return _UNICODE.get(latex, latex)
+
+
+@dataclass(frozen=True)
+class PosteriorWords:
+    """A posterior family's parts in plain text, as captions, legends and tables name them."""
+
+    loc: str  # the encoder's first output per dimension: μ (log α for the Gamma)
+    scale: str  # its second: σ, b, s (1/β for the Gamma)
+    mean: str  # the point an image is decoded from: μ(x) (E[z|x] for the Gamma)
+    decoded_from: str  # the same, with what it is
+    spread: str  # the half-width of the bar drawn around the mean
+    draw: str  # one draw z from the encoder's outputs
+    draw_of_x: str  # the same, with their dependence on the image x
+    prior: str  # p(z) of one latent dimension
+    collapsed: str  # what a dimension that carries nothing shows
+
+
+def posterior_words(family_name: str) -> PosteriorWords:
+    """The plain-text vocabulary of a posterior family (vae.config's POSTERIOR_FAMILIES)."""
+    family = posterior_family(family_name)
+    if family.kind == "implicit":  # the Gamma: no g; its encoder outputs log alpha and 1 / beta (posterior_params)
+        return PosteriorWords("log α", "1/β", "E[z|x]", "mean E[z|x] = α(x)/β(x)", "sd", "z = F⁻¹(u; α, β)",
+                              "z = F⁻¹(u; α(x), β(x))", "Gamma(1, 1)", "E[z|x] ≈ 1 and sd ≈ 1 (the prior Gamma(1, 1))")
+    scale = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
+    noise = "ε" if family.kind == "location-scale" else "F⁻¹(u)"
+    shape = f", ν = {POSTERIOR_DF:g}" if family_name == "student-t" else ""
+    prior = "N(0, 1)" if family.name == "Gaussian" else f"{family.name}(0, 1{shape})"
+    return PosteriorWords("μ", scale, "μ(x)", "μ(x)", f"{scale}(x)", f"z = μ + {scale}·{noise}",
+                          f"z = μ(x) + {scale}(x)·{noise}", prior, f"μ ≈ 0 and {scale} ≈ 1 (the prior {prior})")
+
+
 def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:
     """The params of q(z|x) = family(loc, scale) (with nu = POSTERIOR_DF for the Student-t; for the Gamma,
     alpha = exp(loc) and beta = 1 / scale)."""

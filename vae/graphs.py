@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Literal
 
+from vae.families import plain_symbol
 from vae.figures import PALETTE
-from vae.step_inspection import plain_symbol
 
 if TYPE_CHECKING:
     from vae.families import Family

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vae.families import posterior_family, posterior_params
+from vae.families import posterior_family, posterior_params, posterior_words
 from vae.metrics import TRAIN_METRICS, JobStatus
 from vae.model import VAE
 
@@ -164,27 +164,16 @@ def latent_table(record: StepRecord, examples: int = 3, dims: int = 3) -> dict[s
     the family's own symbols (eps or u; sigma, b or s)."""
     family = posterior_family(record.family)
     noise_name = "ε" if family.kind == "location-scale" else "u"
-    if record.family == "gamma":  # the encoder's outputs are log alpha and 1 / beta (vae.families.posterior_params)
-        loc_name, scale_name = "log α", "1/β"
-    else:
-        loc_name, scale_name = "μ", plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
+    words = posterior_words(record.family)
     rows = [(i, k) for i in range(min(examples, record.batch_size)) for k in range(min(dims, record.z.shape[1]))]
     return {
         "image": [i + 1 for i, _ in rows],
         "dim": [k + 1 for _, k in rows],
         noise_name: [float(record.noise[i, k]) for i, k in rows],
-        loc_name: [float(record.loc[i, k]) for i, k in rows],
-        scale_name: [float(record.scale[i, k]) for i, k in rows],
+        words.loc: [float(record.loc[i, k]) for i, k in rows],
+        words.scale: [float(record.scale[i, k]) for i, k in rows],
         "z": [float(record.z[i, k]) for i, k in rows],
     }
-
-
-_UNICODE = {r"\mu": "μ", r"\sigma": "σ", r"\gamma": "γ", r"\nu": "ν", r"\alpha": "α", r"\varepsilon": "ε"}
-
-
-def plain_symbol(latex: str) -> str:
-    """A family's LaTeX parameter symbol as plain text, for table headings and the graph's labels."""
-    return _UNICODE.get(latex, latex)
 
 
 # Where the SGD loop is, for the pseudocode's highlight: the lines a status points at, and what it says there.
