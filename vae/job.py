@@ -38,8 +38,9 @@ __all__ = ["CapacityError", "EpochMetrics", "JobSnapshot", "JobStatus", "MetricH
            "stop_jobs_of", "warm_up", "watch_owners"]
 
 # A server's runs yield the CPU to its pages (a slider's picture, a chart's redraw) when both want it: Linux nice
-# 10 weighs a thread about 1/9 of a normal one. The CLI trains in the foreground, at 0.
-BACKGROUND_NICENESS = 10
+# 19 weighs a thread about 1/68 of a normal one (nice 10, 1/9, left a slider beside three runs 10-15% slower); a run
+# with a core to itself loses nothing. The CLI trains in the foreground, at 0.
+BACKGROUND_NICENESS = 19
 SLOTS = TrainingSlots(default_capacity())  # trainings at once in this process; the others queue (vae.scheduler)
 _workers: weakref.WeakSet[_Runner] = weakref.WeakSet()
 
