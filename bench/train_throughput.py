@@ -314,6 +314,8 @@ class MatmulLoop:
         self.weights = [torch.randn(n_out, n_in, device=device, requires_grad=True) for n_in, n_out in sizes]
 
     def step(self) -> None:
+        for weight in self.weights:
+            weight.grad = None  # as training steps drop theirs: the backward pass then adds nothing up
         encoder, loc_head, scale_head, decoder_in, decoder_out = self.weights
         hidden = torch.relu(self.x @ encoder.T)
         z = hidden @ loc_head.T + hidden @ scale_head.T
