@@ -210,16 +210,19 @@ def gumbel_section() -> None:
 
 def model_section() -> None:
     st.subheader("Inside a trained VAE: q(z|x) for one image")
-    st.markdown(f"The encoder maps an image x to {coloured('mu', 'μ(x)')} and {coloured('sigma', 'σ(x)')}, one "
-                f"pair per latent dimension; each draw of {coloured('eps', 'ε')} gives a new "
-                f"{coloured('z', 'z')}, and the decoder turns each into an image.", unsafe_allow_html=True)
+    intro = st.empty()  # drawn once the model is chosen: in its family's words
     choice = choose_model("reparam:model")
+    words = posterior_words(choice.config.model.posterior if choice else "gaussian")
+    intro.markdown(f"The encoder maps an image x to {coloured('mu', words.loc + '(x)')} and "
+                   f"{coloured('sigma', words.scale + '(x)')}, one pair per latent dimension; each draw of "
+                   f"{coloured('eps', words.noise)} gives a new {coloured('z', 'z')}, and the decoder turns each "
+                   "into an image.", unsafe_allow_html=True)
     if choice is None:
         return
     count = len(choice.dataset.x_test)
     columns = st.columns([3, 1])
     index = columns[0].slider("Test image", 0, count - 1, 0, key="reparam:image")
-    if columns[1].button("Resample ε", icon=":material/casino:"):
+    if columns[1].button(f"Resample {words.noise}", icon=":material/casino:"):
         st.session_state["reparam:seed"] = st.session_state.get("reparam:seed", 0) + 1
     show_posterior(choice, index, st.session_state.get("reparam:seed", 0))
 

@@ -101,6 +101,10 @@ LIVE_RUN_WORDS = {  # family: the legend's two names, the pictures' draw, a coll
 }
 
 
+ENCODER_OUTPUTS = {"gaussian": "μ(x) and σ(x)", "laplace": "μ(x) and b(x)", "logistic": "μ(x) and s(x)",
+                   "student-t": "μ(x) and σ(x)", "gamma": "log α(x) and 1/β(x)"}
+
+
 @pytest.mark.parametrize("family", list(LIVE_RUN_WORDS))
 def test_a_live_runs_posterior_is_named_in_its_familys_symbols(small_digits, family):
     """It said z = μ + σ·ε and μ(x) ± σ(x) for a Laplace or logistic run, whose scale is b or s."""
@@ -112,3 +116,5 @@ def test_a_live_runs_posterior_is_named_in_its_familys_symbols(small_digits, fam
         assert [trace["name"] for trace in posterior_chart["data"]] == [draw, bar]
         captions = " ".join(c.value for c in at.caption)
         assert f"nine draws {draw_of_x} (model" in captions and f"A dimension with {collapsed}" in captions
+        intro = next(m.value for m in at.markdown if m.value.startswith("The encoder maps an image x to"))
+        assert f"x to {ENCODER_OUTPUTS[family]}, one pair" in plain(intro)

@@ -622,6 +622,7 @@ class PosteriorWords:
     mean: str  # the point an image is decoded from: μ(x) (E[z|x] for the Gamma)
     decoded_from: str  # the same, with what it is
     spread: str  # the half-width of the bar drawn around the mean
+    noise: str  # what a draw starts from: ε, or u for an inverse-CDF or implicit family
     draw: str  # one draw z from the encoder's outputs
     draw_of_x: str  # the same, with their dependence on the image x
     prior: str  # p(z) of one latent dimension
@@ -632,14 +633,14 @@ def posterior_words(family_name: str) -> PosteriorWords:
     """The plain-text vocabulary of a posterior family (vae.config's POSTERIOR_FAMILIES)."""
     family = posterior_family(family_name)
     if family.kind == "implicit":  # the Gamma: no g; its encoder outputs log alpha and 1 / beta (posterior_params)
-        return PosteriorWords("log α", "1/β", "E[z|x]", "mean E[z|x] = α(x)/β(x)", "sd", "z = F⁻¹(u; α, β)",
+        return PosteriorWords("log α", "1/β", "E[z|x]", "mean E[z|x] = α(x)/β(x)", "sd", "u", "z = F⁻¹(u; α, β)",
                               "z = F⁻¹(u; α(x), β(x))", "Gamma(1, 1)", "E[z|x] ≈ 1 and sd ≈ 1 (the prior Gamma(1, 1))")
     scale = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
-    noise = "ε" if family.kind == "location-scale" else "F⁻¹(u)"
+    noise, standard = ("ε", "ε") if family.kind == "location-scale" else ("u", "F⁻¹(u)")
     shape = f", ν = {POSTERIOR_DF:g}" if family_name == "student-t" else ""
     prior = "N(0, 1)" if family.name == "Gaussian" else f"{family.name}(0, 1{shape})"
-    return PosteriorWords("μ", scale, "μ(x)", "μ(x)", f"{scale}(x)", f"z = μ + {scale}·{noise}",
-                          f"z = μ(x) + {scale}(x)·{noise}", prior, f"μ ≈ 0 and {scale} ≈ 1 (the prior {prior})")
+    return PosteriorWords("μ", scale, "μ(x)", "μ(x)", f"{scale}(x)", noise, f"z = μ + {scale}·{standard}",
+                          f"z = μ(x) + {scale}(x)·{standard}", prior, f"μ ≈ 0 and {scale} ≈ 1 (the prior {prior})")
 
 
 def posterior_params(family_name: str, loc: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor | float]:

@@ -162,14 +162,12 @@ def graph_numbers(record: StepRecord, dim: int = 0) -> dict[str, tuple[float | N
 def latent_table(record: StepRecord, examples: int = 3, dims: int = 3) -> dict[str, list]:
     """Columns of a small table, one row per (example, latent dimension): noise, loc, scale and z, headed with
     the family's own symbols (eps or u; sigma, b or s)."""
-    family = posterior_family(record.family)
-    noise_name = "ε" if family.kind == "location-scale" else "u"
     words = posterior_words(record.family)
     rows = [(i, k) for i in range(min(examples, record.batch_size)) for k in range(min(dims, record.z.shape[1]))]
     return {
         "image": [i + 1 for i, _ in rows],
         "dim": [k + 1 for _, k in rows],
-        noise_name: [float(record.noise[i, k]) for i, k in rows],
+        words.noise: [float(record.noise[i, k]) for i, k in rows],
         words.loc: [float(record.loc[i, k]) for i, k in rows],
         words.scale: [float(record.scale[i, k]) for i, k in rows],
         "z": [float(record.z[i, k]) for i, k in rows],
