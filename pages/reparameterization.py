@@ -21,6 +21,7 @@ from vae.discrete import MAX_TEMPERATURE, MIN_TEMPERATURE, relaxed_draws
 from vae.families import (
     FAMILIES,
     Family,
+    PosteriorWords,
     base_distribution,
     density_on,
     gradients_at,
@@ -224,12 +225,11 @@ def model_section() -> None:
     index = columns[0].slider("Test image", 0, count - 1, 0, key="reparam:image")
     if columns[1].button(f"Resample {words.noise}", icon=":material/casino:"):
         st.session_state["reparam:seed"] = st.session_state.get("reparam:seed", 0) + 1
-    show_posterior(choice, index, st.session_state.get("reparam:seed", 0))
+    show_posterior(choice, words, index, st.session_state.get("reparam:seed", 0))
 
 
-def show_posterior(choice: ModelChoice, index: int, seed: int) -> None:
+def show_posterior(choice: ModelChoice, words: PosteriorWords, index: int, seed: int) -> None:
     draws = posterior_draws(choice.model, choice.dataset.x_test[index], seed=seed)
-    words = posterior_words(choice.config.model.posterior)
     left, right = st.columns([3, 2])
     with left:
         names = (words.draw, f"{words.mean} ± {words.spread}")

@@ -149,6 +149,11 @@ class Family:
         return tuple(p.name for p in self.params if p.reparameterized)
 
     @property
+    def plain_scale_symbol(self) -> str:
+        """The scale parameter's symbol in plain text (σ, b, s): for legends, tables and the graph's labels."""
+        return plain_symbol(next(p.symbol for p in self.params if p.name == "scale"))
+
+    @property
     def noise_symbol(self) -> str:
         """LaTeX name of the base noise: eps for a location-scale family, u for an inverse-CDF one."""
         return r"\varepsilon" if self.kind == "location-scale" else "u"
@@ -635,7 +640,7 @@ def posterior_words(family_name: str) -> PosteriorWords:
     if family.kind == "implicit":  # the Gamma: no g; its encoder outputs log alpha and 1 / beta (posterior_params)
         return PosteriorWords("log α", "1/β", "E[z|x]", "mean E[z|x] = α(x)/β(x)", "sd", "u", "z = F⁻¹(u; α, β)",
                               "z = F⁻¹(u; α(x), β(x))", "Gamma(1, 1)", "E[z|x] ≈ 1 and sd ≈ 1 (the prior Gamma(1, 1))")
-    scale = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
+    scale = family.plain_scale_symbol
     noise, standard = ("ε", "ε") if family.kind == "location-scale" else ("u", "F⁻¹(u)")
     shape = f", ν = {POSTERIOR_DF:g}" if family_name == "student-t" else ""
     prior = "N(0, 1)" if family.name == "Gaussian" else f"{family.name}(0, 1{shape})"

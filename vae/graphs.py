@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Literal
 
-from vae.families import plain_symbol
 from vae.figures import PALETTE
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ def _words(family: Family | None) -> _Words:
         return _Words()
     if family.kind == "implicit":  # the Gamma posterior: the encoder's μ and σ are log α and 1/β
         return _Words("σ", "1/rate", f"{family.name}(e^μ, 1/σ)", "u", family.base, "F⁻¹(u; e^μ, 1/σ)")
-    scale = plain_symbol(next(p.symbol for p in family.params if p.name == "scale"))
+    scale = family.plain_scale_symbol
     noise = "ε" if family.kind == "location-scale" else "u"
     z = f"μ + {scale} ⊙ ε" if noise == "ε" else f"F⁻¹(u; μ, {scale})"
     return _Words(scale, "scale", f"{family.name}(μ, {scale})", noise, family.base, z)
